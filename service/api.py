@@ -1,0 +1,285 @@
+"""The HTTP API: a FastAPI app around a Generator and named RewardModels.
+
+`create_api` knows nothing about Ray: the ingress deployment hands it adapters
+over deployment handles, tests hand it fakes directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import time
+from typing import Any, AsyncIterator, Mapping
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from service import metrics
+from service.config import ServiceConfig
+from service.errors import APIError, BudgetExhausted, InternalError, NotFound, PayloadTooLarge, Unauthorized, find_api_error
+from service.generator.base import Generator
+from service.protocol import (
+    CandidateReport,
+    ChatCompletionRequest,
+    CompletionRequest,
+    Reranking,
+    Usage,
+    new_id,
+    now,
+    reject,
+)
+from service.reward.base import RewardModel
+from service.selection import Selection, best_of_n
+from service.types import Deadline
+
+log = logging.getLogger(__name__)
+
+# Time kept back from generation for scoring and the response, and the grace past
+# the deadline after which the request is failed rather than waited for.
+SCORING_RESERVE_S = 0.15
+DEADLINE_GRACE_S = 1.0
+
+
+def error_response(exc: APIError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+class BodyLimit:
+    """Reject request bodies over `max_bytes` with 413, before they are parsed."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        too_large = PayloadTooLarge(f"request body exceeds {self.max_bytes} bytes", code="body_too_large")
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            return await error_response(too_large)(scope, receive, send)
+        # Bodies without a length (chunked) are counted as they arrive.
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise too_large
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except PayloadTooLarge as exc:
+            await error_response(exc)(scope, receive, send)
+
+
+def create_api(config: ServiceConfig, generator: Generator, rewards: Mapping[str, RewardModel]) -> FastAPI:
+    limits = config.limits
+    api = FastAPI(title="prune", description="Best-of-N reranking with a style reward model.")
+
+    @api.exception_handler(APIError)
+    async def _api_error(request: Request, exc: APIError):
+        return error_response(exc)
+
+    @api.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError):
+        err = exc.errors()[0]
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        if err.get("type") == "json_invalid":
+            return error_response(reject(None, "the request body is not valid JSON"))
+        param = ".".join(loc) or None
+        message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        return error_response(reject(param, f"{param}: {message}" if param else message))
+
+    @api.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        found = find_api_error(exc)
+        if found is not None:
+            return error_response(found)
+        log.error("unhandled error on %s: %s", request.url.path, type(exc).__name__, exc_info=exc)
+        return error_response(InternalError("internal error", code="internal_error"))
+
+    @api.middleware("http")
+    async def _count(request: Request, call_next):
+        started = time.perf_counter()
+        response = await call_next(request)
+        # The matched route template, never the raw path: label values stay bounded.
+        route = request.scope.get("route")
+        endpoint = route.path if route is not None else "unmatched"
+        if endpoint != "/metrics":
+            metrics.REQUESTS.labels(endpoint, str(response.status_code)).inc()
+            metrics.REQUEST_LATENCY.labels(endpoint).observe(time.perf_counter() - started)
+        return response
+
+    def authorize(request: Request) -> None:
+        if not config.api_keys:
+            return
+        header = request.headers.get("authorization", "")
+        token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+        if not any(hmac.compare_digest(token, key) for key in config.api_keys):
+            raise Unauthorized("missing or invalid API key", code="invalid_api_key")
+
+    def plan(req: CompletionRequest | ChatCompletionRequest, max_tokens: int | None):
+        """Resolve defaults and check the request against the configured limits."""
+        if req.model != generator.model_name:
+            raise NotFound(f"model {req.model!r} does not exist; try GET /v1/models", param="model", code="model_not_found")
+        reward_name = req.reward_model or config.default_reward_model
+        if reward_name not in rewards:
+            raise NotFound(
+                f"reward_model {reward_name!r} is not configured; configured: {', '.join(sorted(rewards))}",
+                param="reward_model",
+                code="reward_model_not_found",
+            )
+        best_of = req.best_of or max(limits.best_of_default, req.n)
+        if best_of > limits.best_of_max:
+            raise reject("best_of", f"best_of: at most {limits.best_of_max}")
+        if req.n > best_of:
+            raise reject("n", f"n ({req.n}) must not exceed best_of ({best_of})")
+        max_tokens = max_tokens or limits.max_tokens_default
+        if max_tokens > limits.max_tokens_max:
+            raise reject("max_tokens", f"max_tokens: at most {limits.max_tokens_max}")
+        budget_ms = req.latency_budget_ms or limits.latency_budget_ms_default
+        if budget_ms > limits.latency_budget_ms_max:
+            raise reject("latency_budget_ms", f"latency_budget_ms: at most {limits.latency_budget_ms_max}")
+        return reward_name, best_of, max_tokens, budget_ms
+
+    async def rerank(req, request: Request, chat: bool, max_tokens: int | None) -> Response:
+        started = time.time()
+        authorize(request)
+        reward_name, best_of, max_tokens, budget_ms = plan(req, max_tokens)
+        deadline = Deadline(started + budget_ms / 1000.0)
+        prompt = req.to_prompt()
+        try:
+            async with asyncio.timeout(budget_ms / 1000.0 + DEADLINE_GRACE_S):
+                prompt_tokens = await generator.count_prompt_tokens(prompt)
+                selection = await best_of_n(
+                    generator,
+                    rewards[reward_name],
+                    prompt,
+                    req.sampling(max_tokens),
+                    best_of=best_of,
+                    n=req.n,
+                    deadline=deadline,
+                    scoring_reserve_s=min(SCORING_RESERVE_S, budget_ms / 4000.0),
+                )
+        except TimeoutError:
+            metrics.BUDGET_CUTOFFS.inc()
+            raise BudgetExhausted(
+                "the latency budget ran out before an answer was ready", param="latency_budget_ms", code="budget_exhausted"
+            ) from None
+        record(selection, reward_name)
+        body = respond(req, chat, selection, reward_name, best_of, budget_ms, prompt_tokens, started)
+        if req.stream:
+            return StreamingResponse(stream_chunks(body, chat, req), media_type="text/event-stream")
+        return JSONResponse(body)
+
+    def record(selection: Selection, reward_name: str) -> None:
+        metrics.GENERATE_LATENCY.observe(selection.generate_s)
+        metrics.SCORE_LATENCY.observe(selection.score_s)
+        metrics.CANDIDATES_GENERATED.inc(selection.candidates_generated)
+        metrics.CANDIDATES_SCORED.inc(len(selection.scored))
+        metrics.COMPLETION_TOKENS.inc(selection.completion_tokens)
+        metrics.CHOSEN_REWARD.labels(reward_name).observe(selection.chosen[0].score)
+        if selection.stopped_early:
+            metrics.BUDGET_CUTOFFS.inc()
+
+    def respond(req, chat, selection: Selection, reward_name, best_of, budget_ms, prompt_tokens, started) -> dict:
+        choices = []
+        for index, sc in enumerate(selection.chosen):
+            c = sc.candidate
+            if chat:
+                choices.append({"index": index, "message": {"role": "assistant", "content": c.text}, "finish_reason": c.finish_reason, "logprobs": None})
+            else:
+                choices.append({"index": index, "text": c.text, "finish_reason": c.finish_reason, "logprobs": None})
+        reranking = Reranking(
+            best_of=best_of,
+            candidates_generated=selection.candidates_generated,
+            candidates_scored=len(selection.scored),
+            reward_model=reward_name,
+            scores=[sc.score for sc in selection.chosen],
+            elapsed_ms=round((time.time() - started) * 1000, 1),
+            budget_ms=budget_ms,
+            stopped_early=selection.stopped_early,
+            candidates=[
+                CandidateReport(
+                    text=sc.candidate.text,
+                    score=sc.score,
+                    finish_reason=sc.candidate.finish_reason,
+                    completion_tokens=sc.candidate.completion_tokens,
+                )
+                for sc in selection.scored
+            ]
+            if req.return_candidates
+            else None,
+        )
+        usage = Usage(
+            prompt_tokens=prompt_tokens,
+            completion_tokens=selection.completion_tokens,
+            total_tokens=prompt_tokens + selection.completion_tokens,
+        )
+        return {
+            "id": new_id("chatcmpl" if chat else "cmpl"),
+            "object": "chat.completion" if chat else "text_completion",
+            "created": now(),
+            "model": generator.model_name,
+            "choices": choices,
+            "usage": usage.model_dump(),
+            "reranking": reranking.model_dump(exclude_none=True),
+        }
+
+    @api.post("/v1/completions")
+    async def completions(req: CompletionRequest, request: Request):
+        return await rerank(req, request, chat=False, max_tokens=req.max_tokens)
+
+    @api.post("/v1/chat/completions")
+    async def chat_completions(req: ChatCompletionRequest, request: Request):
+        return await rerank(req, request, chat=True, max_tokens=req.requested_max_tokens())
+
+    @api.get("/v1/models")
+    async def models(request: Request):
+        authorize(request)
+        return {
+            "object": "list",
+            "data": [{"id": generator.model_name, "object": "model", "created": 0, "owned_by": "prune", "max_model_len": generator.max_model_len}],
+        }
+
+    @api.get("/healthz")
+    async def healthz():
+        await generator.check_ready()
+        return {"status": "ok"}
+
+    @api.get("/metrics")
+    async def prometheus():
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    api.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    return api
+
+
+async def stream_chunks(body: dict[str, Any], chat: bool, req) -> AsyncIterator[bytes]:
+    """OpenAI's server-sent-event chunks for an already selected response."""
+    base = {"id": body["id"], "object": "chat.completion.chunk" if chat else "text_completion", "created": body["created"], "model": body["model"]}
+
+    def event(payload: dict) -> bytes:
+        return f"data: {json.dumps(payload)}\n\n".encode()
+
+    for choice in body["choices"]:
+        i = choice["index"]
+        if chat:
+            yield event(base | {"choices": [{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
+            yield event(base | {"choices": [{"index": i, "delta": {"content": choice["message"]["content"]}, "finish_reason": None}]})
+            yield event(base | {"choices": [{"index": i, "delta": {}, "finish_reason": choice["finish_reason"]}]})
+        else:
+            yield event(base | {"choices": [{"index": i, "text": choice["text"], "finish_reason": None, "logprobs": None}]})
+            yield event(base | {"choices": [{"index": i, "text": "", "finish_reason": choice["finish_reason"], "logprobs": None}]})
+    # prune's block rides on a final chunk with no choices, like OpenAI's usage chunk.
+    final = base | {"choices": [], "reranking": body["reranking"]}
+    if (req.stream_options or {}).get("include_usage"):
+        final["usage"] = body["usage"]
+    yield event(final)
+    yield b"data: [DONE]\n\n"

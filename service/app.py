@@ -1,0 +1,170 @@
+"""Ray Serve deployments and `build_app`, the application builder named in deploy/*.yaml.
+
+Three thin deployments, each scaled on its own:
+- `generator`: holds the Generator (the vLLM engine), streams candidates;
+- `scorer`: holds every configured RewardModel, batches scoring across requests;
+- `ingress`: the FastAPI app of service.api, talking to the others by handle.
+
+The classes are plain; `serve.deployment` is applied in `build_app`, late, with
+the options from the config.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator, Sequence
+
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from service.config import ScorerConfig, ServiceConfig, cache_dir, parse_config
+from service.generator import Generator, make_generator
+from service.reward import RewardModel, make_reward_model
+from service.types import Candidate, Deadline, Prompt, SamplingSpec, Scores
+
+log = logging.getLogger(__name__)
+
+
+class GeneratorServer:
+    async def __init__(self, config):
+        self.generator = make_generator(config)
+        await self.generator.start()
+
+    def info(self) -> dict[str, Any]:
+        return {"model_name": self.generator.model_name, "max_model_len": self.generator.max_model_len}
+
+    async def generate(self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline):
+        async for candidate in self.generator.generate(prompt, sampling, n, deadline):
+            yield candidate
+
+    async def count_prompt_tokens(self, prompt: Prompt) -> int:
+        return await self.generator.count_prompt_tokens(prompt)
+
+    async def check_ready(self) -> None:
+        await self.generator.check_ready()
+
+    async def check_health(self) -> None:  # called by Ray Serve; raising restarts the replica
+        await self.generator.check_ready()
+
+    def __del__(self):
+        shutdown = getattr(getattr(self, "generator", None), "shutdown", None)
+        if shutdown is not None:
+            shutdown()
+
+
+@dataclass(frozen=True)
+class ScoreJob:
+    reward_model: str
+    prompt: Prompt
+    completions: tuple[str, ...]
+    max_tokens: int | None
+
+
+class ScorerServer:
+    async def __init__(self, reward_configs: dict, scorer: ScorerConfig):
+        self.models: dict[str, RewardModel] = {name: make_reward_model(c) for name, c in reward_configs.items()}
+        for model in self.models.values():
+            await model.start()
+        self.score_jobs.set_max_batch_size(scorer.max_batch_size)
+        self.score_jobs.set_batch_wait_timeout_s(scorer.batch_wait_timeout_s)
+
+    def info(self) -> dict[str, str]:
+        return {name: model.kind for name, model in self.models.items()}
+
+    async def score(self, job: ScoreJob) -> Scores:
+        return await self.score_jobs(job)
+
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
+    async def score_jobs(self, jobs: list[ScoreJob]) -> list[Scores]:
+        """Concurrent requests' jobs arrive together; each model scores its share at once."""
+        by_model: dict[str, list[int]] = defaultdict(list)
+        for i, job in enumerate(jobs):
+            by_model[job.reward_model].append(i)
+        results: list[Scores | None] = [None] * len(jobs)
+        for name, indexes in by_model.items():
+            batch = [(jobs[i].prompt, jobs[i].completions, jobs[i].max_tokens) for i in indexes]
+            for i, scores in zip(indexes, await self.models[name].score_many(batch)):
+                results[i] = scores
+        return results
+
+
+class RemoteGenerator(Generator):
+    """The Generator interface over a handle to the generator deployment."""
+
+    def __init__(self, handle: DeploymentHandle, info: dict[str, Any]):
+        self.handle = handle
+        self.model_name = info["model_name"]
+        self.max_model_len = info["max_model_len"]
+
+    async def generate(self, prompt, sampling, n, deadline) -> AsyncIterator[Candidate]:
+        stream = self.handle.options(stream=True).generate.remote(prompt, sampling, n, deadline)
+        try:
+            async for candidate in stream:
+                yield candidate
+        finally:
+            # Client gone or caller done: cancel on the replica, which aborts in the engine.
+            stream.cancel()
+
+    async def count_prompt_tokens(self, prompt: Prompt) -> int:
+        return await self.handle.count_prompt_tokens.remote(prompt)
+
+    async def check_ready(self) -> None:
+        await self.handle.check_ready.remote()
+
+
+class RemoteReward(RewardModel):
+    """One configured reward model, scored by the scorer deployment."""
+
+    def __init__(self, handle: DeploymentHandle, name: str, kind: str):
+        self.handle, self.name, self.kind = handle, name, kind
+
+    async def score(self, prompt: Prompt, completions: Sequence[str], max_tokens: int | None = None) -> Scores:
+        return await self.handle.score.remote(ScoreJob(self.name, prompt, tuple(completions), max_tokens))
+
+
+class Ingress:
+    async def __init__(self, config_args: dict, generator: DeploymentHandle, scorer: DeploymentHandle):
+        from service.api import create_api
+
+        config = parse_config(config_args)
+        remote_generator = RemoteGenerator(generator, await generator.info.remote())
+        kinds = await scorer.info.remote()
+        rewards = {name: RemoteReward(scorer, name, kind) for name, kind in kinds.items()}
+        self.api = create_api(config, remote_generator, rewards)
+
+    def __serve_build_asgi_app__(self):
+        return self.api
+
+
+def metrics_dir(config: ServiceConfig) -> Path:
+    return Path(config.metrics_dir) if config.metrics_dir else cache_dir() / "metrics"
+
+
+def build_app(args: dict[str, Any]) -> serve.Application:
+    """Build the prune application from the `args` of a deploy/*.yaml file."""
+    config = parse_config(args)
+    folder = metrics_dir(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    # Every replica on the node writes its metrics there; the ingress merges them.
+    env = {"env_vars": {"PROMETHEUS_MULTIPROC_DIR": str(folder)}}
+
+    def options(deployment_config) -> dict[str, Any]:
+        opts = deployment_config.ray_options()
+        opts["ray_actor_options"]["runtime_env"] = env
+        return opts
+
+    generator = (
+        serve.deployment(GeneratorServer, name="generator")
+        .options(**options(config.generator_deployment), health_check_period_s=10)
+        .bind(config.generator)
+    )
+    scorer = (
+        serve.deployment(ScorerServer, name="scorer")
+        .options(**options(config.scorer))
+        .bind(config.reward_models, config.scorer)
+    )
+    ingress = serve.deployment(serve.ingress()(Ingress), name="ingress").options(**options(config.ingress))
+    return ingress.bind(config.model_dump(mode="json"), generator, scorer)

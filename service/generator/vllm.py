@@ -1,0 +1,124 @@
+"""The vLLM generator: an in-process AsyncLLM engine (CUDA build or the CPU build).
+
+Each candidate is its own engine request (same prompt tokens, its own seed), so
+the candidates share the prompt's KV cache through prefix caching and each one
+can be aborted on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from typing import AsyncIterator
+
+from service.config import VLLMGeneratorConfig
+from service.embedded import resolve_model_path
+from service.errors import BadRequest, Overloaded
+from service.generator.base import Generator, race_deadline
+from service.types import Candidate, Deadline, Prompt, SamplingSpec
+
+log = logging.getLogger(__name__)
+
+
+class VLLMGenerator(Generator):
+    def __init__(self, config: VLLMGeneratorConfig):
+        self.config = config
+        self.model_name = config.served_model_name
+        self.max_model_len = config.max_model_len
+        self.engine = None
+        self.tokenizer = None
+
+    async def start(self) -> None:
+        # Imported here: importing vllm is slow and only the generator replica needs it.
+        from vllm import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        # The CPU build sizes its KV cache from this variable (GiB), read by the engine process.
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.config.cpu_kv_cache_gib))
+        model_path = resolve_model_path(self.config.model)
+        args = AsyncEngineArgs(
+            model=model_path,
+            served_model_name=self.config.served_model_name,
+            dtype=self.config.dtype,
+            max_model_len=self.config.max_model_len,
+            enable_prefix_caching=self.config.enable_prefix_caching,
+            gpu_memory_utilization=self.config.gpu_memory_utilization,
+            max_num_seqs=self.config.max_num_seqs,
+            enforce_eager=self.config.enforce_eager,
+            **self.config.engine_args,
+        )
+        self.engine = AsyncLLM.from_engine_args(args)
+        self.tokenizer = self.engine.get_tokenizer()
+        log.info("vLLM engine ready: %s (%s)", self.config.served_model_name, model_path)
+
+    def shutdown(self) -> None:
+        if self.engine is not None:
+            self.engine.shutdown()
+            self.engine = None
+
+    async def check_ready(self) -> None:
+        if self.engine is None or self.engine.errored:
+            raise Overloaded("the generator engine is not running", code="engine_unavailable")
+
+    def _token_ids(self, prompt: Prompt) -> list[int]:
+        if prompt.messages is not None:
+            text = self.tokenizer.apply_chat_template(
+                [dict(m) for m in prompt.messages], add_generation_prompt=True, tokenize=False
+            )
+            return self.tokenizer.encode(text, add_special_tokens=False)
+        return self.tokenizer.encode(prompt.text)
+
+    async def count_prompt_tokens(self, prompt: Prompt) -> int:
+        return len(self._token_ids(prompt))
+
+    async def generate(
+        self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline
+    ) -> AsyncIterator[Candidate]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import RequestOutputKind
+
+        await self.check_ready()
+        ids = self._token_ids(prompt)
+        param = "messages" if prompt.messages is not None else "prompt"
+        if len(ids) >= self.max_model_len:
+            raise BadRequest(
+                f"the prompt is {len(ids)} tokens; this model's context is {self.max_model_len}",
+                param=param,
+                code="context_length_exceeded",
+            )
+        if len(ids) + sampling.max_tokens > self.max_model_len:
+            raise BadRequest(
+                f"prompt ({len(ids)} tokens) plus max_tokens ({sampling.max_tokens}) exceeds "
+                f"this model's context of {self.max_model_len}",
+                param="max_tokens",
+                code="context_length_exceeded",
+            )
+
+        request_id = uuid.uuid4().hex
+        latest: dict[int, tuple[str, int]] = {}  # candidate -> (text so far, tokens so far)
+
+        async def run(i: int) -> Candidate:
+            params = SamplingParams(
+                n=1,
+                max_tokens=sampling.max_tokens,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                stop=list(sampling.stop) or None,
+                seed=None if sampling.seed is None else sampling.seed + i,
+                output_kind=RequestOutputKind.CUMULATIVE,  # partial text is there at the deadline
+            )
+            final = None
+            async for out in self.engine.generate(TokensPrompt(prompt_token_ids=ids), params, f"{request_id}-{i}"):
+                final = out.outputs[0]
+                latest[i] = (final.text, len(final.token_ids))
+            return Candidate(i, final.text, final.finish_reason or "stop", len(final.token_ids))
+
+        def partial(i: int) -> Candidate:
+            text, tokens = latest.get(i, ("", 0))
+            return Candidate(i, text, "length", tokens, finished=False)
+
+        # Cancelling run(i) cancels its engine.generate(), which aborts the request in the engine.
+        async for candidate in race_deadline([run(i) for i in range(n)], deadline, partial):
+            yield candidate

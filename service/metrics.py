@@ -1,0 +1,47 @@
+"""Every Prometheus metric of the service, in one place.
+
+Replicas are separate processes. With PROMETHEUS_MULTIPROC_DIR set (the app
+builder sets it for every replica on a node), prometheus_client writes values to
+files in that folder and `render()` merges all of them, so GET /metrics on the
+ingress covers the whole application on the node. Label values are never
+user-controlled: endpoints are route templates, statuses are numbers, reward
+model names are validated against the config before use.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120)
+REWARD_BUCKETS = (-20, -10, -5, -3, -2, -1, -0.5, 0, 0.5, 1, 2, 5, 10, 100, 1000)
+
+REQUESTS = Counter("prune_requests", "HTTP requests by endpoint and status code.", ["endpoint", "status"])
+REQUEST_LATENCY = Histogram(
+    "prune_request_latency_seconds", "End-to-end request latency.", ["endpoint"], buckets=LATENCY_BUCKETS
+)
+GENERATE_LATENCY = Histogram(
+    "prune_generate_latency_seconds", "Time sampling the candidates of a request.", buckets=LATENCY_BUCKETS
+)
+SCORE_LATENCY = Histogram(
+    "prune_score_latency_seconds", "Time scoring the candidates of a request.", buckets=LATENCY_BUCKETS
+)
+CANDIDATES_GENERATED = Counter("prune_candidates_generated", "Candidates sampled (finished or cut short).")
+CANDIDATES_SCORED = Counter("prune_candidates_scored", "Candidates scored by a reward model.")
+COMPLETION_TOKENS = Counter("prune_completion_tokens", "Tokens generated across all candidates.")
+CHOSEN_REWARD = Histogram(
+    "prune_chosen_reward", "Reward of the returned candidate.", ["reward_model"], buckets=REWARD_BUCKETS
+)
+BUDGET_CUTOFFS = Counter("prune_budget_cutoffs", "Requests whose latency budget cut candidates short.")
+
+
+def render() -> tuple[bytes, str]:
+    """The metrics text of every process on this node (or of this process alone)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,167 @@
+"""OpenAI-compatible request and response models, plus prune's extensions.
+
+Requests accept every field a stock OpenAI client may send; fields prune does not
+act on (logprobs, penalties, ...) are accepted and ignored rather than rejected, so
+clients work unchanged. Validators name the offending parameter.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from service.errors import BadRequest
+from service.types import Prompt, SamplingSpec
+
+
+class _Request(BaseModel):
+    # OpenAI adds fields often; an unknown field is ignored, never a 400.
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(description="Served model id (see GET /v1/models).")
+    max_tokens: int | None = Field(None, ge=1, description="New tokens per candidate.")
+    temperature: float = Field(1.0, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    n: int = Field(1, ge=1, description="Choices returned: the n best distinct candidates.")
+    stop: str | list[str] | None = None
+    seed: int | None = Field(None, description="Candidate i samples with seed + i.")
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    user: str | None = None
+    # prune's extensions
+    best_of: int | None = Field(None, ge=1, description="Candidates to sample and score.")
+    latency_budget_ms: int | None = Field(None, ge=1, description="Answer within this many ms.")
+    reward_model: str | None = Field(None, description="A configured reward model name.")
+    return_candidates: bool = Field(False, description="Include every scored candidate.")
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_list(cls, v):
+        if v is None:
+            return []
+        stops = [v] if isinstance(v, str) else v
+        if len(stops) > 4:
+            raise ValueError("at most 4 stop sequences")
+        if any(not s for s in stops):
+            raise ValueError("stop sequences must be non-empty")
+        return stops
+
+    def sampling(self, max_tokens: int) -> SamplingSpec:
+        return SamplingSpec(
+            max_tokens=max_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            stop=tuple(self.stop or ()),
+            seed=self.seed,
+        )
+
+
+class CompletionRequest(_Request):
+    prompt: str | list[str] = Field(description="The prompt; a list must hold exactly one string.")
+    echo: bool = False
+    suffix: str | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _one_prompt(cls, v):
+        if isinstance(v, list):
+            if len(v) != 1:
+                raise ValueError("prune takes one prompt per request")
+            v = v[0]
+        if not v:
+            raise ValueError("prompt must not be empty")
+        return v
+
+    def to_prompt(self) -> Prompt:
+        return Prompt(text=self.prompt)
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        parts = []
+        for part in self.content:
+            if part.get("type") != "text":
+                raise ValueError(f"content part type {part.get('type')!r} is not supported; use text")
+            parts.append(str(part.get("text", "")))
+        return "".join(parts)
+
+
+class ChatCompletionRequest(_Request):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+
+    @field_validator("messages")
+    @classmethod
+    def _texts_only(cls, v: list[ChatMessage]):
+        for m in v:
+            m.text()  # raises on image or audio parts
+        return v
+
+    def to_prompt(self) -> Prompt:
+        # "developer" is OpenAI's newer name for "system"; chat templates know only the latter.
+        msgs = tuple(
+            {"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in self.messages
+        )
+        return Prompt(messages=msgs)
+
+    def requested_max_tokens(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+
+class RewardsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reward_model: str | None = None
+    prompt: str | None = None
+    messages: list[ChatMessage] | None = None
+    completions: list[str] = Field(min_length=1)
+
+
+# --- responses ---------------------------------------------------------------
+
+
+class CandidateReport(BaseModel):
+    text: str
+    score: float
+    finish_reason: str
+    completion_tokens: int
+
+
+class Reranking(BaseModel):
+    best_of: int
+    candidates_generated: int
+    candidates_scored: int
+    reward_model: str
+    scores: list[float] = Field(description="One per returned choice, in the same order.")
+    elapsed_ms: float
+    budget_ms: int
+    stopped_early: bool
+    candidates: list[CandidateReport] | None = None
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int = Field(description="Every token of every candidate: what the request cost.")
+    total_tokens: int
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def reject(param: str, message: str) -> BadRequest:
+    return BadRequest(message, param=param, code="invalid_value")

@@ -1,0 +1,82 @@
+"""Start prune on a local Ray instance: `python -m service.serve deploy/local.yaml`.
+
+Validates the config before anything starts, prepares the embedded model once,
+starts Ray and Serve, deploys the application, and on Ctrl-C (or SIGTERM) shuts
+Serve and Ray down so no process is left behind. On a running Ray cluster use
+`serve deploy deploy/FILE.yaml` instead: the same file works for both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+
+from service.config import ConfigError, VLLMGeneratorConfig, load_serve_file
+
+log = logging.getLogger("prune")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m service.serve", description=__doc__.split("\n")[0])
+    parser.add_argument("config", help="a Ray Serve config file from deploy/")
+    parser.add_argument("--host", help="override http_options.host")
+    parser.add_argument("--port", type=int, help="override http_options.port")
+    parser.add_argument("--num-cpus", type=float, help="CPUs Ray may schedule (default: all)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s prune %(message)s", datefmt="%H:%M:%S")
+
+    started = time.time()
+    try:
+        serve_file, config = load_serve_file(args.config)
+    except (ConfigError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    app_spec = next(a for a in serve_file.applications if a.get("import_path") == "service.app:build_app")
+    http = dict(serve_file.http_options)
+    http["host"] = args.host or http.get("host", "127.0.0.1")
+    http["port"] = args.port or http.get("port", 8000)
+
+    if isinstance(config.generator, VLLMGeneratorConfig):
+        from service.embedded import resolve_model_path
+
+        log.info("model ready at %s", resolve_model_path(config.generator.model))
+
+    import ray
+    from ray import serve
+
+    from service.app import build_app, metrics_dir
+
+    # Counters of an earlier run must not leak into this one.
+    shutil.rmtree(metrics_dir(config), ignore_errors=True)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(num_cpus=args.num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        serve.start(http_options=http)
+        serve.run(
+            build_app(app_spec.get("args") or {}),
+            name=app_spec.get("name", "prune"),
+            route_prefix=app_spec.get("route_prefix", "/"),
+        )
+        log.info("ready on http://%s:%s in %.1f s (Ctrl-C stops)", http["host"], http["port"], time.time() - started)
+        while not stop.wait(1.0):
+            pass
+        log.info("stopping")
+    finally:
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
