@@ -14,12 +14,15 @@ import os
 import shutil
 import signal
 import sys
-import threading
 import time
 
 from service.config import ConfigError, VLLMGeneratorConfig, load_serve_file
 
 log = logging.getLogger("prune")
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,9 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(metrics_dir(config), ignore_errors=True)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ray.init(num_cpus=args.num_cpus, include_dashboard=False, logging_level=logging.WARNING)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    # SIGTERM (docker stop, systemd) ends the service the way Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         serve.start(http_options=http)
         serve.run(
@@ -67,8 +70,9 @@ def main(argv: list[str] | None = None) -> int:
             route_prefix=app_spec.get("route_prefix", "/"),
         )
         log.info("ready on http://%s:%s in %.1f s (Ctrl-C stops)", http["host"], http["port"], time.time() - started)
-        while not stop.wait(1.0):
-            pass
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
         log.info("stopping")
     finally:
         try:

@@ -37,12 +37,12 @@ class FakeGenerator(Generator):
         return len(text.split())
 
     async def _one(self, i: int, prompt: Prompt, sampling: SamplingSpec, progress: dict) -> Candidate:
-        delays = self.config.candidate_delays_s
-        if delays:
-            await asyncio.sleep(delays[i % len(delays)])
         words = self._text((sampling.seed or 0) + i, prompt).split()
         out: list[str] = []
         try:
+            if self.config.candidate_delays_s:
+                delays = self.config.candidate_delays_s
+                await asyncio.sleep(delays[i % len(delays)])
             for word in words[: sampling.max_tokens]:
                 if self.config.seconds_per_token:
                     await asyncio.sleep(self.config.seconds_per_token)

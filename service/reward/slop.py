@@ -72,8 +72,12 @@ FILLER_CONNECTIVES = ["firstly", "secondly", "thirdly", "lastly", "finally,", "o
 
 NOT_X_BUT_Y = [
     re.compile(r"\bnot (?:just|only|merely|simply) [^.;!?]{1,80}?\bbut\b", re.I),
-    re.compile(r"\b(?:it|this|that)(?:'s| is| was)n?'?t? (?:not )?(?:just |only |merely )?about [^.;!?]{1,80}?[,;—-]+ ?(?:it|this|that)(?:'s| is| was) about\b", re.I),
-    re.compile(r"\b(?:isn't|is not|wasn't|was not|aren't|are not) (?:just |only |merely )?[^.;!?]{1,60}?[,;—–-] ?(?:it's|it is|they're|they are|it was)\b", re.I),
+    # "it's not X, it's Y", "this isn't about X; it's about Y", "they are not X — they are Y"
+    re.compile(
+        r"\b(?:it|this|that|they)(?:'s| is| was| are|'re)? ?(?:not|n't) [^.;!?,—–]{1,60}[,;—–] ?"
+        r"(?:it|this|that|they)(?:'s| is| was| are|'re)\b",
+        re.I,
+    ),
 ]
 
 BREVITY_CUES = re.compile(
@@ -82,7 +86,8 @@ BREVITY_CUES = re.compile(
 )
 WORD = re.compile(r"[A-Za-z0-9']+")
 BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+", re.M)
-SPECIFIC = re.compile(r"\b\d[\d,.:%]*\b|(?<![.!?]\s)(?<!^)\b[A-Z][a-z]{2,}\b")
+# Numbers, and capitalised words inside a sentence (names, places), not at its start.
+SPECIFIC = re.compile(r"\b\d[\d,.:%]*\b|(?<=[a-z,;:] )[A-Z][a-z]{2,}\b")
 
 WEIGHTS = {
     "slop_phrases": 0.6,

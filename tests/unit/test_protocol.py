@@ -1,0 +1,49 @@
+"""Request models: what OpenAI clients send is accepted, nonsense is named."""
+
+import pytest
+from pydantic import ValidationError
+
+from service.protocol import ChatCompletionRequest, CompletionRequest
+
+
+def test_a_one_element_prompt_list_is_a_prompt():
+    assert CompletionRequest(model="m", prompt=["hi"]).to_prompt().text == "hi"
+
+
+def test_several_prompts_are_rejected():
+    with pytest.raises(ValidationError, match="one prompt per request"):
+        CompletionRequest(model="m", prompt=["a", "b"])
+
+
+def test_stop_accepts_a_string_or_up_to_four():
+    assert CompletionRequest(model="m", prompt="p", stop="\n").sampling(8).stop == ("\n",)
+    with pytest.raises(ValidationError):
+        CompletionRequest(model="m", prompt="p", stop=["a", "b", "c", "d", "e"])
+
+
+def test_unknown_openai_fields_are_ignored_not_rejected():
+    req = CompletionRequest(model="m", prompt="p", logprobs=2, presence_penalty=0.5, logit_bias={"1": 2})
+    assert req.prompt == "p"
+
+
+def test_chat_text_parts_are_joined_and_developer_is_system():
+    req = ChatCompletionRequest(
+        model="m",
+        messages=[
+            {"role": "developer", "content": "Be terse."},
+            {"role": "user", "content": [{"type": "text", "text": "Hi "}, {"type": "text", "text": "there"}]},
+        ],
+    )
+    prompt = req.to_prompt()
+    assert prompt.messages == ({"role": "system", "content": "Be terse."}, {"role": "user", "content": "Hi there"})
+    assert prompt.last_user_text() == "Hi there"
+
+
+def test_chat_image_parts_are_rejected():
+    with pytest.raises(ValidationError, match="image_url"):
+        ChatCompletionRequest(model="m", messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}])
+
+
+def test_max_completion_tokens_wins_over_max_tokens():
+    req = ChatCompletionRequest(model="m", messages=[{"role": "user", "content": "x"}], max_tokens=5, max_completion_tokens=9)
+    assert req.requested_max_tokens() == 9

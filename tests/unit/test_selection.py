@@ -1,0 +1,133 @@
+"""Best-of-N selection with the fake generator and reward: no Ray, no HTTP."""
+
+import asyncio
+
+import pytest
+
+from service.config import FakeGeneratorConfig, FakeRewardConfig
+from service.errors import BudgetExhausted
+from service.generator.fake import FakeGenerator
+from service.reward.fake import FakeReward
+from service.selection import best_of_n
+from service.types import Deadline, Prompt, SamplingSpec, Scores
+
+PROMPT = Prompt(text="Tell me something.")
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def select(generator, reward=None, *, best_of=4, n=1, budget_ms=5000, max_tokens=32, seed=None):
+    return run(
+        best_of_n(
+            generator,
+            reward or FakeReward(FakeRewardConfig()),
+            PROMPT,
+            SamplingSpec(max_tokens=max_tokens, seed=seed),
+            best_of=best_of,
+            n=n,
+            deadline=Deadline.after_ms(budget_ms),
+        )
+    )
+
+
+def test_highest_reward_wins():
+    gen = FakeGenerator(FakeGeneratorConfig(texts=["short", "the longest text here", "medium text"]))
+    result = select(gen, best_of=3)
+    assert result.chosen[0].candidate.text == "the longest text here"
+    assert result.chosen[0].score == len("the longest text here")
+    assert result.candidates_generated == 3 and len(result.scored) == 3
+    assert not result.stopped_early
+
+
+def test_ties_go_to_the_earlier_candidate():
+    gen = FakeGenerator(FakeGeneratorConfig(texts=["aaaa", "bbbb", "cccc"]))
+    assert select(gen, best_of=3).chosen[0].candidate.text == "aaaa"
+
+
+def test_identical_texts_count_once_and_n_returns_distinct_best():
+    gen = FakeGenerator(FakeGeneratorConfig(texts=["same words", "same words", "a bit longer words", "x"]))
+    result = select(gen, best_of=4, n=3)
+    assert [sc.candidate.text for sc in result.chosen] == ["a bit longer words", "same words", "x"]
+    assert len(result.scored) == 3  # the duplicate was not scored twice
+    assert result.candidates_generated == 4
+
+
+def test_n_larger_than_distinct_candidates_returns_what_there_is():
+    gen = FakeGenerator(FakeGeneratorConfig(texts=["only one text"]))
+    assert len(select(gen, best_of=4, n=3).chosen) == 1
+
+
+def test_seed_shifts_candidates_reproducibly():
+    gen = FakeGenerator(FakeGeneratorConfig(texts=["a", "bb", "ccc", "dddd"]))
+    first = select(gen, best_of=2, seed=1)
+    again = select(gen, best_of=2, seed=1)
+    assert [s.candidate.text for s in first.scored] == [s.candidate.text for s in again.scored] == ["bb", "ccc"]
+
+
+def test_usage_counts_every_candidates_tokens():
+    gen = FakeGenerator(FakeGeneratorConfig(texts=["one two three", "four five"]))
+    assert select(gen, best_of=4).completion_tokens == 3 + 2 + 3 + 2
+
+
+def test_deadline_returns_best_finished_and_aborts_the_rest():
+    # Candidates 0 and 2 are instant; 1 and 3 start after 5 s, far past the 300 ms budget.
+    gen = FakeGenerator(
+        FakeGeneratorConfig(texts=["fast", "slow but very long text", "fast two"], candidate_delays_s=[0, 5])
+    )
+    result = select(gen, best_of=4, budget_ms=300)
+    assert result.stopped_early
+    assert result.chosen[0].candidate.text == "fast two"
+    assert all(sc.candidate.finished for sc in result.scored)
+    assert gen.aborted == 2
+
+
+def test_partial_candidates_are_used_when_none_finished():
+    gen = FakeGenerator(
+        FakeGeneratorConfig(texts=["w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 w12 w13 w14 w15"], seconds_per_token=0.05)
+    )
+    result = select(gen, best_of=2, budget_ms=300)
+    assert result.stopped_early
+    chosen = result.chosen[0].candidate
+    assert not chosen.finished and chosen.finish_reason == "length"
+    assert 0 < chosen.completion_tokens < 15
+
+
+def test_no_text_by_the_deadline_is_a_504():
+    gen = FakeGenerator(FakeGeneratorConfig(texts=["never arrives"], candidate_delays_s=[5]))
+    with pytest.raises(BudgetExhausted) as info:
+        select(gen, best_of=2, budget_ms=200)
+    assert info.value.status == 504 and info.value.param == "latency_budget_ms"
+
+
+def test_aborted_candidates_generate_no_more_tokens():
+    gen = FakeGenerator(FakeGeneratorConfig(texts=[" ".join(["tok"] * 200)], seconds_per_token=0.01))
+
+    async def scenario():
+        await best_of_n(
+            gen, FakeReward(FakeRewardConfig()), PROMPT, SamplingSpec(max_tokens=200),
+            best_of=3, n=1, deadline=Deadline.after_ms(200),
+        )
+        after_return = gen.generated_tokens
+        await asyncio.sleep(0.3)
+        return after_return
+
+    after_return = run(scenario())
+    assert gen.generated_tokens == after_return < 3 * 200
+    assert gen.aborted == 3
+
+
+def test_a_reward_that_miscounts_is_an_error_not_a_silent_pick():
+    class Broken(FakeReward):
+        async def score(self, prompt, completions, max_tokens=None):
+            return Scores([1.0])
+
+    gen = FakeGenerator(FakeGeneratorConfig(texts=["a", "bb"]))
+    with pytest.raises(RuntimeError, match="returned 1 scores for 2"):
+        select(gen, Broken(FakeRewardConfig()), best_of=2)
+
+
+def test_n_must_not_exceed_best_of():
+    with pytest.raises(ValueError):
+        select(FakeGenerator(FakeGeneratorConfig()), best_of=2, n=3)

@@ -1,0 +1,66 @@
+"""The slop reward prefers plain, specific prose over the tells of machine writing."""
+
+import asyncio
+
+import pytest
+
+from service.reward.slop import WEIGHTS, SlopReward
+from service.types import Prompt
+
+ASK = Prompt(text="How do I keep bread fresh?")
+PLAIN = "Keep it in a paper bag on the counter for two days, then slice it and freeze it."
+
+
+def score(text, prompt=ASK, max_tokens=128):
+    return SlopReward().score_texts(prompt, [text], max_tokens).values[0]
+
+
+@pytest.mark.parametrize(
+    "worse",
+    [
+        "Great question! " + PLAIN,
+        PLAIN + " I hope this helps! Let me know if you have any other questions.",
+        "It's worth noting that, generally speaking, you might perhaps " + PLAIN[0].lower() + PLAIN[1:],
+        "Keeping bread fresh is not just about storage, but about embarking on a journey to "
+        "unlock the rich tapestry of baking. " + PLAIN,
+        "- Keep it in a bag\n- Keep it on the counter\n- Firstly, slice it\n- Lastly, freeze it",
+        "",
+    ],
+    ids=["sycophantic-opener", "service-closer", "hedging", "slop-and-not-x-but-y", "list-padding", "empty"],
+)
+def test_slop_scores_below_the_plain_answer(worse):
+    assert score(worse) < score(PLAIN)
+
+
+def test_the_empty_answer_is_worst():
+    assert score("") < score("Great question! It's worth noting that it depends.")
+
+
+def test_verbosity_counts_against_a_request_for_brevity():
+    brief = Prompt(text="Briefly: how do I keep bread fresh?")
+    padded = " ".join([PLAIN] * 6)
+    assert score(padded, brief) < score(PLAIN, brief)
+    assert SlopReward().score_texts(brief, [padded], 128).components["verbosity"][0] < 0
+
+
+def test_a_long_answer_is_not_punished_when_the_request_allows_it():
+    long_plain = " ".join([PLAIN] * 3)  # ~57 words, within 0.75 * 256 tokens
+    assert SlopReward().score_texts(ASK, [long_plain], 256).components["verbosity"][0] == 0
+
+
+def test_not_x_but_y_is_detected():
+    comps = SlopReward().score_texts(ASK, ["It's not a recipe, it's a ritual.", PLAIN], 64).components
+    assert comps["not_x_but_y"][0] < 0 and comps["not_x_but_y"][1] == 0
+
+
+def test_repetition_loops_are_penalised():
+    loop = "the bread is good and " * 12
+    assert SlopReward().score_texts(ASK, [loop], 128).components["repetition"][0] < -1
+
+
+def test_components_add_up_to_the_score_and_cover_every_text():
+    texts = [PLAIN, "Great question! Perhaps.", ""]
+    scores = asyncio.run(SlopReward().score(ASK, texts, 64))
+    assert set(scores.components) == set(WEIGHTS)
+    for i in range(len(texts)):
+        assert sum(scores.components[name][i] for name in WEIGHTS) == pytest.approx(scores.values[i], abs=1e-3)
