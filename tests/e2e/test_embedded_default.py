@@ -1,0 +1,119 @@
+"""The real embedded default: vLLM CPU serving SmolLM2-135M-Instruct, slop reward.
+
+Starts `python -m service.serve deploy/local.yaml` once for the module (about a
+minute on 2 cores) and talks to it over HTTP like a user would.
+"""
+
+import json
+import time
+
+import httpx
+import openai
+import pytest
+
+from tests.service_process import ROOT, ServiceProcess
+
+MODEL = "smollm2-135m-instruct"
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    proc = ServiceProcess(ROOT / "deploy" / "local.yaml", tmp_path_factory.mktemp("e2e") / "service.log", ready_timeout_s=900)
+    print(f"embedded default ready in {proc.ready_s:.0f} s")
+    yield proc
+    code, strays = proc.stop()
+    assert code == 0, proc.tail()
+    assert strays == [], "processes left behind after Ctrl-C"
+
+
+def post(service, path, body, timeout=120):
+    return httpx.post(f"{service.url}{path}", json=body, timeout=timeout)
+
+
+def test_completion_is_reranked(service):
+    r = post(service, "/v1/completions", {"model": MODEL, "prompt": "Write one sentence about rain.",
+                                          "best_of": 3, "max_tokens": 16, "seed": 7, "return_candidates": True})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    rr = body["reranking"]
+    assert body["choices"][0]["text"].strip()
+    assert rr["candidates_generated"] == 3 and rr["reward_model"] == "slop"
+    best = max(c["score"] for c in rr["candidates"])
+    assert rr["scores"] == [best]
+    assert body["usage"]["completion_tokens"] >= sum(c["completion_tokens"] for c in rr["candidates"])
+    assert 0 < body["usage"]["completion_tokens"] <= 3 * 16
+
+
+def test_same_seed_same_answer(service):
+    body = {"model": MODEL, "prompt": "Name a colour.", "best_of": 2, "max_tokens": 8, "seed": 3, "temperature": 0.8}
+    first, second = post(service, "/v1/completions", body).json(), post(service, "/v1/completions", body).json()
+    assert first["choices"][0]["text"] == second["choices"][0]["text"]
+
+
+def test_chat_uses_the_chat_template(service):
+    r = post(service, "/v1/chat/completions", {"model": MODEL, "max_tokens": 12, "best_of": 2,
+                                               "messages": [{"role": "user", "content": "Say hello."}]})
+    assert r.status_code == 200, r.text
+    message = r.json()["choices"][0]["message"]
+    assert message["role"] == "assistant" and message["content"].strip()
+    assert "<|im_start|>" not in message["content"]
+
+
+def test_streaming(service):
+    r = post(service, "/v1/completions", {"model": MODEL, "prompt": "Count: one, two,", "max_tokens": 8,
+                                          "best_of": 2, "stream": True})
+    lines = [line for line in r.text.splitlines() if line.startswith("data: ")]
+    assert lines[-1] == "data: [DONE]"
+    events = [json.loads(line[6:]) for line in lines[:-1]]
+    assert "".join(e["choices"][0]["text"] for e in events if e["choices"]).strip()
+    assert events[-1]["reranking"]["candidates_generated"] == 2
+
+
+def test_budget_holds_and_aborts_unfinished_candidates(service):
+    budget_ms = 2500
+    started = time.monotonic()
+    r = post(service, "/v1/completions", {"model": MODEL, "prompt": "Tell me a long story about a lighthouse.",
+                                          "best_of": 4, "max_tokens": 400, "latency_budget_ms": budget_ms,
+                                          "temperature": 1.0, "return_candidates": True})
+    elapsed = time.monotonic() - started
+    assert r.status_code == 200, r.text
+    rr = r.json()["reranking"]
+    assert rr["stopped_early"] is True
+    # Either the cut candidates were left out (some finished) or the best partial one was returned.
+    assert rr["candidates_scored"] < 4 or r.json()["choices"][0]["finish_reason"] == "length"
+    assert elapsed < budget_ms / 1000 + 1.5
+    # The engine really stopped: a short request right after is not stuck behind 4 x 400 tokens.
+    started = time.monotonic()
+    quick = post(service, "/v1/completions", {"model": MODEL, "prompt": "Hi", "best_of": 1, "max_tokens": 4})
+    assert quick.status_code == 200 and time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize(
+    "body, status, param",
+    [
+        ({"prompt": "word " * 3000}, 400, "prompt"),
+        ({"prompt": "Hi", "max_tokens": 5000}, 400, "max_tokens"),
+        ({"prompt": "Hi", "best_of": 0}, 400, "best_of"),
+        ({"prompt": "Hi", "model": "gpt-4o"}, 404, "model"),
+    ],
+)
+def test_bad_requests_are_named_and_the_service_keeps_serving(service, body, status, param):
+    r = post(service, "/v1/completions", {"model": MODEL, **body})
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["param"] == param
+    assert httpx.get(f"{service.url}/healthz", timeout=10).status_code == 200
+
+
+def test_stock_openai_client(service):
+    client = openai.OpenAI(base_url=f"{service.url}/v1", api_key="none", max_retries=0)
+    chat = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=8)
+    assert chat.choices[0].message.content
+    assert [m.id for m in client.models.list()] == [MODEL]
+
+
+def test_metrics_cover_the_requests(service):
+    text = httpx.get(f"{service.url}/metrics", timeout=10).text
+    assert 'prune_requests_total{endpoint="/v1/completions",status="200"}' in text
+    assert "prune_budget_cutoffs_total 1.0" in text
+    assert 'prune_chosen_reward_count{reward_model="slop"}' in text

@@ -1,0 +1,97 @@
+"""The Ray Serve application with the fake generator and reward, over real HTTP.
+
+Starts the service once for this module through the real launcher, with two
+ingress replicas so that metrics must be merged across processes.
+"""
+
+import json
+
+import httpx
+import pytest
+import yaml
+
+from tests.service_process import ServiceProcess
+
+TEXTS = ["A short one.", "The longest candidate of them all.", "A medium candidate."]
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("serve")
+    config = {
+        "applications": [
+            {
+                "name": "prune",
+                "route_prefix": "/",
+                "import_path": "service.app:build_app",
+                "args": {
+                    "generator": {"kind": "fake", "texts": TEXTS, "served_model_name": "fake-model",
+                                  "seconds_per_token": 0.001, "max_model_len": 100},
+                    "reward_models": {"fake": {"kind": "fake"}, "slop": {"kind": "slop"}},
+                    "default_reward_model": "fake",
+                    "ingress": {"num_replicas": 2},
+                    "metrics_dir": str(tmp / "metrics"),
+                },
+            }
+        ]
+    }
+    path = tmp / "fake.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = ServiceProcess(path, tmp / "service.log", ready_timeout_s=180)
+    yield proc
+    code, strays = proc.stop()
+    assert code == 0, proc.tail()
+    assert strays == [], "processes left behind after Ctrl-C"
+
+
+def post(service, path, body):
+    return httpx.post(f"{service.url}{path}", json=body, timeout=30)
+
+
+def test_completion_through_ray_serve(service):
+    r = post(service, "/v1/completions", {"model": "fake-model", "prompt": "Hi", "best_of": 3})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["choices"][0]["text"] == TEXTS[1]
+    assert body["reranking"]["candidates_scored"] == 3
+
+
+def test_chat_streaming_through_ray_serve(service):
+    r = post(service, "/v1/chat/completions",
+             {"model": "fake-model", "messages": [{"role": "user", "content": "Hi"}], "stream": True})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    events = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: {")]
+    assert "".join(e["choices"][0]["delta"].get("content", "") for e in events if e["choices"]) == TEXTS[1]
+    assert r.text.rstrip().endswith("data: [DONE]")
+
+
+def test_errors_raised_in_the_generator_replica_keep_their_envelope(service):
+    r = post(service, "/v1/completions", {"model": "fake-model", "prompt": "word " * 120, "max_tokens": 8})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == "max_tokens"
+
+
+def test_unknown_reward_model_is_a_404(service):
+    r = post(service, "/v1/completions", {"model": "fake-model", "prompt": "Hi", "reward_model": "mine"})
+    assert r.status_code == 404 and r.json()["error"]["param"] == "reward_model"
+
+
+def test_concurrent_requests_all_succeed_and_metrics_cover_every_replica(service):
+    with httpx.Client(timeout=30) as client:
+        before = _count(client.get(f"{service.url}/metrics").text)
+        import concurrent.futures
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(
+                lambda i: client.post(f"{service.url}/v1/completions",
+                                      json={"model": "fake-model", "prompt": f"Hi {i}", "reward_model": "slop"}).status_code,
+                range(16),
+            ))
+        assert codes == [200] * 16
+        after = _count(client.get(f"{service.url}/metrics").text)
+    assert after - before == 16
+
+
+def _count(metrics_text: str) -> float:
+    prefix = 'prune_requests_total{endpoint="/v1/completions",status="200"}'
+    return sum(float(line.split()[-1]) for line in metrics_text.splitlines() if line.startswith(prefix))

@@ -1,0 +1,203 @@
+"""The HTTP API over the fake generator and reward, without Ray."""
+
+import json
+
+import openai
+import pytest
+from fastapi.testclient import TestClient
+
+from service.api import create_api
+from service.config import FakeRewardConfig, parse_config
+from service.generator.fake import FakeGenerator
+from service.reward.fake import FakeReward
+from service.reward.slop import SlopReward
+
+TEXTS = ["A short one.", "The longest candidate of them all.", "A medium candidate."]
+
+
+def make_client(texts=TEXTS, **overrides):
+    args = {
+        "generator": {"kind": "fake", "texts": texts, "served_model_name": "fake-model"},
+        "reward_models": {"fake": {"kind": "fake"}, "slop": {"kind": "slop"}},
+        "default_reward_model": "fake",
+        "limits": {"best_of_default": 3, "best_of_max": 8, "max_tokens_max": 100,
+                   "latency_budget_ms_default": 5000, "latency_budget_ms_max": 10000,
+                   "max_body_bytes": 2048},
+    }
+    for key, value in overrides.items():
+        args[key] = value if not isinstance(value, dict) else {**args.get(key, {}), **value}
+    config = parse_config(args)
+    generator = FakeGenerator(config.generator)
+    rewards = {"fake": FakeReward(FakeRewardConfig()), "slop": SlopReward()}
+    client = TestClient(create_api(config, generator, rewards), raise_server_exceptions=False)
+    client.generator = generator
+    return client
+
+
+@pytest.fixture
+def client():
+    return make_client()
+
+
+def complete(client, **body):
+    return client.post("/v1/completions", json={"model": "fake-model", "prompt": "Say something.", **body})
+
+
+def test_completion_returns_the_best_candidate_with_reranking(client):
+    r = complete(client, return_candidates=True)
+    assert r.status_code == 200
+    body = r.json()
+    assert body["object"] == "text_completion"
+    assert body["choices"][0]["text"] == "The longest candidate of them all."
+    rr = body["reranking"]
+    assert rr["best_of"] == 3 and rr["candidates_generated"] == 3 and rr["candidates_scored"] == 3
+    assert rr["reward_model"] == "fake" and rr["scores"] == [len(TEXTS[1])]
+    assert rr["stopped_early"] is False and rr["budget_ms"] > 0 and rr["elapsed_ms"] >= 0
+    assert [c["text"] for c in rr["candidates"]] == TEXTS
+    assert body["usage"]["completion_tokens"] == sum(len(t.split()) for t in TEXTS)
+
+
+def test_n_returns_the_n_best_in_order(client):
+    body = complete(client, n=2, best_of=3).json()
+    assert [c["text"] for c in body["choices"]] == [TEXTS[1], TEXTS[2]]
+    assert body["reranking"]["scores"] == [len(TEXTS[1]), len(TEXTS[2])]
+    assert [c["index"] for c in body["choices"]] == [0, 1]
+
+
+def test_chat_completion(client):
+    r = client.post("/v1/chat/completions", json={"model": "fake-model", "messages": [{"role": "user", "content": "Hi"}]})
+    body = r.json()
+    assert r.status_code == 200 and body["object"] == "chat.completion"
+    assert body["choices"][0]["message"] == {"role": "assistant", "content": TEXTS[1]}
+
+
+def test_reward_model_per_request(client):
+    body = complete(client, reward_model="slop").json()
+    assert body["reranking"]["reward_model"] == "slop"
+
+
+def sse_events(response):
+    lines = [line for line in response.text.split("\n") if line.startswith("data: ")]
+    assert lines[-1] == "data: [DONE]"
+    return [json.loads(line[6:]) for line in lines[:-1]]
+
+
+def test_streaming_completion_is_openai_sse(client):
+    r = complete(client, stream=True, stream_options={"include_usage": True})
+    assert r.headers["content-type"].startswith("text/event-stream")
+    events = sse_events(r)
+    assert "".join(e["choices"][0]["text"] for e in events if e["choices"]) == TEXTS[1]
+    assert events[-1]["reranking"]["candidates_generated"] == 3 and events[-1]["usage"]["completion_tokens"] > 0
+
+
+def test_streaming_chat(client):
+    r = client.post("/v1/chat/completions", json={"model": "fake-model", "stream": True, "messages": [{"role": "user", "content": "Hi"}]})
+    events = sse_events(r)
+    assert all(e["object"] == "chat.completion.chunk" for e in events)
+    assert "".join(e["choices"][0]["delta"].get("content", "") for e in events if e["choices"]) == TEXTS[1]
+
+
+@pytest.mark.parametrize(
+    "body, status, param",
+    [
+        ({"best_of": 0}, 400, "best_of"),
+        ({"best_of": 9}, 400, "best_of"),
+        ({"n": 4, "best_of": 3}, 400, "n"),
+        ({"max_tokens": 101}, 400, "max_tokens"),
+        ({"max_tokens": -1}, 400, "max_tokens"),
+        ({"latency_budget_ms": 20000}, 400, "latency_budget_ms"),
+        ({"temperature": 3}, 400, "temperature"),
+        ({"prompt": ["a", "b"]}, 400, "prompt"),
+        ({"model": "gpt-4"}, 404, "model"),
+        ({"reward_model": "/etc/passwd"}, 404, "reward_model"),
+    ],
+)
+def test_bad_parameters_get_the_error_envelope_naming_them(client, body, status, param):
+    r = complete(client, **body)
+    assert r.status_code == status
+    error = r.json()["error"]
+    assert error["param"] == param
+    assert set(error) == {"message", "type", "param", "code"}
+
+
+def test_missing_prompt_is_named(client):
+    r = client.post("/v1/completions", json={"model": "fake-model"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "prompt"
+
+
+def test_invalid_json_is_a_400(client):
+    r = client.post("/v1/completions", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_prompt_plus_max_tokens_beyond_the_context_is_a_400():
+    client = make_client(generator={"max_model_len": 20})
+    r = complete(client, prompt=" ".join(["word"] * 30), max_tokens=8)
+    assert r.status_code == 400 and r.json()["error"]["param"] in {"prompt", "max_tokens"}
+
+
+def test_oversized_body_is_a_413_and_the_service_keeps_serving(client):
+    r = complete(client, prompt="x" * 5000)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
+    assert complete(client).status_code == 200
+
+
+def test_api_keys_are_enforced_when_configured():
+    client = make_client(api_keys=["sekret"])
+    assert complete(client).status_code == 401
+    assert complete(client).json()["error"]["type"] == "authentication_error"
+    r = client.post("/v1/completions", json={"model": "fake-model", "prompt": "x"}, headers={"Authorization": "Bearer sekret"})
+    assert r.status_code == 200
+
+
+def test_budget_cuts_slow_candidates_and_says_so():
+    client = make_client(generator={"candidate_delays_s": [0, 3]})
+    body = complete(client, best_of=4, latency_budget_ms=500).json()
+    rr = body["reranking"]
+    assert rr["stopped_early"] is True and rr["candidates_generated"] == 4
+    assert rr["elapsed_ms"] < 500 + 250
+    assert body["choices"][0]["text"] == TEXTS[2]  # best of the finished candidates 0 and 2
+
+
+def test_nothing_by_the_deadline_is_a_504():
+    client = make_client(generator={"candidate_delays_s": [3]})
+    r = complete(client, latency_budget_ms=300)
+    assert r.status_code == 504 and r.json()["error"]["param"] == "latency_budget_ms"
+
+
+def test_internal_errors_do_not_leak(client):
+    async def explode(*args, **kwargs):
+        raise RuntimeError("secret internal detail /opt/weights")
+
+    client.generator.count_prompt_tokens = explode
+    r = complete(client)
+    assert r.status_code == 500
+    assert "secret" not in r.text and r.json()["error"]["type"] == "server_error"
+
+
+def test_models_health_and_metrics(client):
+    assert client.get("/v1/models").json()["data"][0]["id"] == "fake-model"
+    assert client.get("/healthz").json() == {"status": "ok"}
+    complete(client)
+    complete(client, best_of=0)
+    text = client.get("/metrics").text
+    assert 'prune_requests_total{endpoint="/v1/completions",status="200"}' in text
+    assert 'prune_requests_total{endpoint="/v1/completions",status="400"}' in text
+    for name in ("prune_request_latency_seconds", "prune_generate_latency_seconds", "prune_score_latency_seconds",
+                 "prune_candidates_generated_total", "prune_candidates_scored_total", "prune_chosen_reward",
+                 "prune_budget_cutoffs_total"):
+        assert name in text
+
+
+def test_a_stock_openai_client_works_unchanged(client):
+    oai = openai.OpenAI(base_url="http://testserver/v1", api_key="unused", http_client=client)
+    completion = oai.completions.create(model="fake-model", prompt="Say something.", max_tokens=16)
+    assert completion.choices[0].text == TEXTS[1]
+    chat = oai.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "Hi"}],
+                                       extra_body={"best_of": 2})
+    assert chat.choices[0].message.content == TEXTS[0] or chat.choices[0].message.content == TEXTS[1]
+    assert chat.model_extra["reranking"]["best_of"] == 2
+    stream = oai.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "Hi"}], stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == TEXTS[1]
+    with pytest.raises(openai.BadRequestError):
+        oai.completions.create(model="fake-model", prompt="x", extra_body={"best_of": 0})
