@@ -155,7 +155,6 @@ def create_api(config: ServiceConfig, generator: Generator, rewards: Mapping[str
         prompt = req.to_prompt()
         try:
             async with asyncio.timeout(budget_ms / 1000.0 + DEADLINE_GRACE_S):
-                prompt_tokens = await generator.count_prompt_tokens(prompt)
                 selection = await best_of_n(
                     generator,
                     rewards[reward_name],
@@ -172,7 +171,7 @@ def create_api(config: ServiceConfig, generator: Generator, rewards: Mapping[str
                 "the latency budget ran out before an answer was ready", param="latency_budget_ms", code="budget_exhausted"
             ) from None
         record(selection, reward_name)
-        body = respond(req, chat, selection, reward_name, best_of, budget_ms, prompt_tokens, started)
+        body = respond(req, chat, selection, reward_name, best_of, budget_ms, started)
         if req.stream:
             return StreamingResponse(stream_chunks(body, chat, req), media_type="text/event-stream")
         return JSONResponse(body)
@@ -187,7 +186,7 @@ def create_api(config: ServiceConfig, generator: Generator, rewards: Mapping[str
         if selection.stopped_early:
             metrics.BUDGET_CUTOFFS.inc()
 
-    def respond(req, chat, selection: Selection, reward_name, best_of, budget_ms, prompt_tokens, started) -> dict:
+    def respond(req, chat, selection: Selection, reward_name, best_of, budget_ms, started) -> dict:
         choices = []
         for index, sc in enumerate(selection.chosen):
             c = sc.candidate
@@ -217,9 +216,9 @@ def create_api(config: ServiceConfig, generator: Generator, rewards: Mapping[str
             else None,
         )
         usage = Usage(
-            prompt_tokens=prompt_tokens,
+            prompt_tokens=selection.prompt_tokens,
             completion_tokens=selection.completion_tokens,
-            total_tokens=prompt_tokens + selection.completion_tokens,
+            total_tokens=selection.prompt_tokens + selection.completion_tokens,
         )
         return {
             "id": new_id("chatcmpl" if chat else "cmpl"),

@@ -40,9 +40,6 @@ class GeneratorServer:
         async for candidate in self.generator.generate(prompt, sampling, n, deadline):
             yield candidate
 
-    async def count_prompt_tokens(self, prompt: Prompt) -> int:
-        return await self.generator.count_prompt_tokens(prompt)
-
     async def check_ready(self) -> None:
         await self.generator.check_ready()
 
@@ -107,9 +104,6 @@ class RemoteGenerator(Generator):
         finally:
             # Client gone or caller done: cancel on the replica, which aborts in the engine.
             stream.cancel()
-
-    async def count_prompt_tokens(self, prompt: Prompt) -> int:
-        return await self.handle.count_prompt_tokens.remote(prompt)
 
     async def check_ready(self) -> None:
         await self.handle.check_ready.remote()

@@ -28,6 +28,7 @@ class Selection:
     chosen: list[ScoredCandidate]  # best first, at most n, distinct texts
     scored: list[ScoredCandidate]  # every scored candidate, in generation order
     candidates_generated: int
+    prompt_tokens: int
     completion_tokens: int  # every token of every candidate, aborted ones included
     stopped_early: bool  # the deadline cut at least one candidate short
     generate_s: float
@@ -80,6 +81,7 @@ async def best_of_n(
         chosen=ranked[:n],
         scored=scored,
         candidates_generated=len(candidates),
+        prompt_tokens=candidates[0].prompt_tokens,
         completion_tokens=sum(c.completion_tokens for c in candidates),
         stopped_early=any(not c.finished for c in candidates),
         generate_s=generated - started,

@@ -46,6 +46,7 @@ class Candidate:
     finish_reason: str
     completion_tokens: int
     finished: bool = True
+    prompt_tokens: int = 0  # the same for every candidate of a request
 
 
 @dataclass(frozen=True)

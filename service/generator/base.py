@@ -34,9 +34,6 @@ class Generator(ABC):
         self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline
     ) -> AsyncIterator[Candidate]: ...
 
-    @abstractmethod
-    async def count_prompt_tokens(self, prompt: Prompt) -> int: ...
-
     async def check_ready(self) -> None:
         """Raise if the generator cannot serve (engine dead)."""
 

@@ -32,11 +32,12 @@ class FakeGenerator(Generator):
             return self.config.texts[i % len(self.config.texts)]
         return f"Candidate {i} answers: {prompt.last_user_text()[:40]}"
 
-    async def count_prompt_tokens(self, prompt: Prompt) -> int:
+    @staticmethod
+    def count_prompt_tokens(prompt: Prompt) -> int:
         text = prompt.text if prompt.text is not None else " ".join(m["content"] for m in prompt.messages or ())
         return len(text.split())
 
-    async def _one(self, i: int, prompt: Prompt, sampling: SamplingSpec, progress: dict) -> Candidate:
+    async def _one(self, i: int, prompt: Prompt, sampling: SamplingSpec, progress: dict, prompt_tokens: int) -> Candidate:
         words = self._text((sampling.seed or 0) + i, prompt).split()
         out: list[str] = []
         try:
@@ -55,20 +56,21 @@ class FakeGenerator(Generator):
             self.aborted += 1
             raise
         reason = "length" if len(words) > sampling.max_tokens else "stop"
-        return Candidate(i, " ".join(out), reason, len(out))
+        return Candidate(i, " ".join(out), reason, len(out), prompt_tokens=prompt_tokens)
 
     async def generate(
         self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline
     ) -> AsyncIterator[Candidate]:
-        if await self.count_prompt_tokens(prompt) + sampling.max_tokens > self.max_model_len:
+        prompt_tokens = self.count_prompt_tokens(prompt)
+        if prompt_tokens + sampling.max_tokens > self.max_model_len:
             raise BadRequest("prompt plus max_tokens exceeds the model's context", param="max_tokens")
         progress: dict[int, list[str]] = {}
 
         def partial(i: int) -> Candidate:
             words = progress.get(i, [])
-            return Candidate(i, " ".join(words), "length", len(words), finished=False)
+            return Candidate(i, " ".join(words), "length", len(words), finished=False, prompt_tokens=prompt_tokens)
 
         async for candidate in race_deadline(
-            [self._one(i, prompt, sampling, progress) for i in range(n)], deadline, partial
+            [self._one(i, prompt, sampling, progress, prompt_tokens) for i in range(n)], deadline, partial
         ):
             yield candidate

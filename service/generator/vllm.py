@@ -69,9 +69,6 @@ class VLLMGenerator(Generator):
             return self.tokenizer.encode(text, add_special_tokens=False)
         return self.tokenizer.encode(prompt.text)
 
-    async def count_prompt_tokens(self, prompt: Prompt) -> int:
-        return len(self._token_ids(prompt))
-
     async def generate(
         self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline
     ) -> AsyncIterator[Candidate]:
@@ -113,11 +110,11 @@ class VLLMGenerator(Generator):
             async for out in self.engine.generate(TokensPrompt(prompt_token_ids=ids), params, f"{request_id}-{i}"):
                 final = out.outputs[0]
                 latest[i] = (final.text, len(final.token_ids))
-            return Candidate(i, final.text, final.finish_reason or "stop", len(final.token_ids))
+            return Candidate(i, final.text, final.finish_reason or "stop", len(final.token_ids), prompt_tokens=len(ids))
 
         def partial(i: int) -> Candidate:
             text, tokens = latest.get(i, ("", 0))
-            return Candidate(i, text, "length", tokens, finished=False)
+            return Candidate(i, text, "length", tokens, finished=False, prompt_tokens=len(ids))
 
         # Cancelling run(i) cancels its engine.generate(), which aborts the request in the engine.
         async for candidate in race_deadline([run(i) for i in range(n)], deadline, partial):

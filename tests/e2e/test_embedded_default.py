@@ -43,6 +43,7 @@ def test_completion_is_reranked(service):
     assert rr["scores"] == [best]
     assert body["usage"]["completion_tokens"] >= sum(c["completion_tokens"] for c in rr["candidates"])
     assert 0 < body["usage"]["completion_tokens"] <= 3 * 16
+    assert body["usage"]["prompt_tokens"] > 0
 
 
 def test_same_seed_same_answer(service):

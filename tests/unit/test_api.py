@@ -168,8 +168,9 @@ def test_nothing_by_the_deadline_is_a_504():
 def test_internal_errors_do_not_leak(client):
     async def explode(*args, **kwargs):
         raise RuntimeError("secret internal detail /opt/weights")
+        yield
 
-    client.generator.count_prompt_tokens = explode
+    client.generator.generate = explode
     r = complete(client)
     assert r.status_code == 500
     assert "secret" not in r.text and r.json()["error"]["type"] == "server_error"
