@@ -33,6 +33,9 @@ COMPLETION_TOKENS = Counter("prune_completion_tokens", "Tokens generated across 
 CHOSEN_REWARD = Histogram(
     "prune_chosen_reward", "Reward of the returned candidate.", ["reward_model"], buckets=REWARD_BUCKETS
 )
+CANDIDATES_ABORTED = Counter(
+    "prune_candidates_aborted", "Candidates aborted in the engine before finishing (deadline or client gone)."
+)
 BUDGET_CUTOFFS = Counter("prune_budget_cutoffs", "Requests whose latency budget cut candidates short.")
 
 

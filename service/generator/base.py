@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 import asyncio
 from typing import Any, AsyncIterator, Callable, Coroutine, Sequence
 
+from service import metrics
 from service.types import Candidate, Deadline, Prompt, SamplingSpec
 
 
@@ -71,4 +72,5 @@ async def _cancel(tasks) -> None:
     for task in tasks:
         task.cancel()
     if tasks:
+        metrics.CANDIDATES_ABORTED.inc(len(tasks))
         await asyncio.gather(*tasks, return_exceptions=True)

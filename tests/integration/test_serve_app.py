@@ -5,6 +5,7 @@ ingress replicas so that metrics must be merged across processes.
 """
 
 import json
+import time
 
 import httpx
 import pytest
@@ -26,7 +27,9 @@ def service(tmp_path_factory):
                 "import_path": "service.app:build_app",
                 "args": {
                     "generator": {"kind": "fake", "texts": TEXTS, "served_model_name": "fake-model",
-                                  "seconds_per_token": 0.001, "max_model_len": 100},
+                                  "seconds_per_token": 0.001, "max_model_len": 100,
+                                  "candidate_delays_s": [0, 0, 0, 5]},
+                    "limits": {"best_of_default": 3},
                     "reward_models": {"fake": {"kind": "fake"}, "slop": {"kind": "slop"}},
                     "default_reward_model": "fake",
                     "ingress": {"num_replicas": 2},
@@ -95,3 +98,20 @@ def test_concurrent_requests_all_succeed_and_metrics_cover_every_replica(service
 def _count(metrics_text: str) -> float:
     prefix = 'prune_requests_total{endpoint="/v1/completions",status="200"}'
     return sum(float(line.split()[-1]) for line in metrics_text.splitlines() if line.startswith(prefix))
+
+
+def test_a_client_that_hangs_up_gets_its_candidates_aborted(service):
+    def aborted():
+        text = httpx.get(f"{service.url}/metrics", timeout=10).text
+        return sum(float(line.split()[-1]) for line in text.splitlines()
+                   if line.startswith("prune_candidates_aborted_total"))
+
+    before = aborted()
+    # Candidate 3 starts after 5 s (candidate_delays_s); the client gives up after 0.5 s.
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(f"{service.url}/v1/completions", json={"model": "fake-model", "prompt": "Hi", "best_of": 4},
+                   timeout=0.5)
+    give_up = time.monotonic() + 10
+    while aborted() < before + 1 and time.monotonic() < give_up:
+        time.sleep(0.2)
+    assert aborted() == before + 1
