@@ -26,6 +26,7 @@ from service.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
     Reranking,
+    RewardsRequest,
     Usage,
     new_id,
     now,
@@ -123,17 +124,22 @@ def create_api(config: ServiceConfig, generator: Generator, rewards: Mapping[str
         if not any(hmac.compare_digest(token, key) for key in config.api_keys):
             raise Unauthorized("missing or invalid API key", code="invalid_api_key")
 
+    def reward_name(requested: str | None) -> str:
+        """A configured reward model name: clients never name a path or a kind."""
+        name = requested or config.default_reward_model
+        if name not in rewards:
+            raise NotFound(
+                f"reward_model {name!r} is not configured; configured: {', '.join(sorted(rewards))}",
+                param="reward_model",
+                code="reward_model_not_found",
+            )
+        return name
+
     def plan(req: CompletionRequest | ChatCompletionRequest, max_tokens: int | None):
         """Resolve defaults and check the request against the configured limits."""
         if req.model != generator.model_name:
             raise NotFound(f"model {req.model!r} does not exist; try GET /v1/models", param="model", code="model_not_found")
-        reward_name = req.reward_model or config.default_reward_model
-        if reward_name not in rewards:
-            raise NotFound(
-                f"reward_model {reward_name!r} is not configured; configured: {', '.join(sorted(rewards))}",
-                param="reward_model",
-                code="reward_model_not_found",
-            )
+        reward = reward_name(req.reward_model)
         best_of = req.best_of or max(limits.best_of_default, req.n)
         if best_of > limits.best_of_max:
             raise reject("best_of", f"best_of: at most {limits.best_of_max}")
@@ -145,19 +151,19 @@ def create_api(config: ServiceConfig, generator: Generator, rewards: Mapping[str
         budget_ms = req.latency_budget_ms or limits.latency_budget_ms_default
         if budget_ms > limits.latency_budget_ms_max:
             raise reject("latency_budget_ms", f"latency_budget_ms: at most {limits.latency_budget_ms_max}")
-        return reward_name, best_of, max_tokens, budget_ms
+        return reward, best_of, max_tokens, budget_ms
 
     async def rerank(req, request: Request, chat: bool, max_tokens: int | None) -> Response:
         started = time.time()
         authorize(request)
-        reward_name, best_of, max_tokens, budget_ms = plan(req, max_tokens)
+        reward, best_of, max_tokens, budget_ms = plan(req, max_tokens)
         deadline = Deadline(started + budget_ms / 1000.0)
         prompt = req.to_prompt()
         try:
             async with asyncio.timeout(budget_ms / 1000.0 + DEADLINE_GRACE_S):
                 selection = await best_of_n(
                     generator,
-                    rewards[reward_name],
+                    rewards[reward],
                     prompt,
                     req.sampling(max_tokens),
                     best_of=best_of,
@@ -170,8 +176,8 @@ def create_api(config: ServiceConfig, generator: Generator, rewards: Mapping[str
             raise BudgetExhausted(
                 "the latency budget ran out before an answer was ready", param="latency_budget_ms", code="budget_exhausted"
             ) from None
-        record(selection, reward_name)
-        body = respond(req, chat, selection, reward_name, best_of, budget_ms, started)
+        record(selection, reward)
+        body = respond(req, chat, selection, reward, best_of, budget_ms, started)
         if req.stream:
             return StreamingResponse(stream_chunks(body, chat, req), media_type="text/event-stream")
         return JSONResponse(body)
@@ -245,6 +251,29 @@ def create_api(config: ServiceConfig, generator: Generator, rewards: Mapping[str
             "object": "list",
             "data": [{"id": generator.model_name, "object": "model", "created": 0, "owned_by": "prune", "max_model_len": generator.max_model_len}],
         }
+
+    @api.get("/v1/reward_models")
+    async def reward_models(request: Request):
+        authorize(request)
+        return {
+            "object": "list",
+            "data": [
+                {"id": name, "object": "reward_model", "kind": model.kind, "default": name == config.default_reward_model}
+                for name, model in rewards.items()
+            ],
+        }
+
+    @api.post("/v1/rewards")
+    async def score_completions(req: RewardsRequest, request: Request):
+        authorize(request)
+        name = reward_name(req.reward_model)
+        if len(req.completions) > limits.rewards_max_completions:
+            raise reject("completions", f"completions: at most {limits.rewards_max_completions} per request")
+        scores = await rewards[name].score(req.to_prompt(), req.completions)
+        body: dict[str, Any] = {"reward_model": name, "scores": list(scores.values)}
+        if scores.components:
+            body["components"] = {k: list(v) for k, v in scores.components.items()}
+        return body
 
     @api.get("/healthz")
     async def healthz():

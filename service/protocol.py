@@ -120,11 +120,20 @@ class ChatCompletionRequest(_Request):
 
 
 class RewardsRequest(BaseModel):
+    """POST /v1/rewards: score given completions of one prompt or conversation."""
+
     model_config = ConfigDict(extra="forbid")
-    reward_model: str | None = None
+    reward_model: str | None = Field(None, description="A configured reward model name; default if absent.")
     prompt: str | None = None
-    messages: list[ChatMessage] | None = None
+    messages: list[ChatMessage] | None = Field(None, min_length=1)
     completions: list[str] = Field(min_length=1)
+
+    def to_prompt(self) -> Prompt:
+        if (self.prompt is None) == (self.messages is None):
+            raise reject("prompt", "give exactly one of prompt or messages")
+        if self.messages is not None:
+            return ChatCompletionRequest(model="", messages=self.messages).to_prompt()
+        return Prompt(text=self.prompt)
 
 
 # --- responses ---------------------------------------------------------------

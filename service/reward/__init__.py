@@ -2,20 +2,55 @@
 
 from __future__ import annotations
 
-from service.config import FakeRewardConfig, RewardConfig, SlopRewardConfig
+from typing import Mapping
+
+from service.config import (
+    EmbeddingHeadRewardConfig,
+    EnsembleRewardConfig,
+    FakeRewardConfig,
+    RemoteRewardConfig,
+    RewardConfig,
+    SequenceClassifierRewardConfig,
+    SlopRewardConfig,
+)
 from service.reward.base import RewardModel
 
 
 def make_reward_model(config: RewardConfig) -> RewardModel:
+    """One reward model; imports only what its kind needs."""
     if isinstance(config, SlopRewardConfig):
         from service.reward.slop import SlopReward
 
         return SlopReward(config)
+    if isinstance(config, EmbeddingHeadRewardConfig):
+        from service.reward.embedding_head import EmbeddingHeadReward
+
+        return EmbeddingHeadReward(config)
+    if isinstance(config, SequenceClassifierRewardConfig):
+        from service.reward.sequence_classifier import SequenceClassifierReward
+
+        return SequenceClassifierReward(config)
+    if isinstance(config, RemoteRewardConfig):
+        from service.reward.remote import RemoteReward
+
+        return RemoteReward(config)
     if isinstance(config, FakeRewardConfig):
         from service.reward.fake import FakeReward
 
         return FakeReward(config)
-    raise TypeError(f"unknown reward config {type(config).__name__}")
+    raise TypeError(f"{type(config).__name__} is not built alone (ensembles need make_reward_models)")
 
 
-__all__ = ["RewardModel", "make_reward_model"]
+def make_reward_models(configs: Mapping[str, RewardConfig]) -> dict[str, RewardModel]:
+    """Every configured model by name; ensembles share their members' instances."""
+    from service.reward.ensemble import EnsembleReward
+
+    models = {name: make_reward_model(c) for name, c in configs.items() if not isinstance(c, EnsembleRewardConfig)}
+    for name, config in configs.items():
+        if isinstance(config, EnsembleRewardConfig):
+            members = [(m.name, models[m.name], m.weight) for m in config.members]
+            models[name] = EnsembleReward(members)
+    return models
+
+
+__all__ = ["RewardModel", "make_reward_model", "make_reward_models"]

@@ -1,0 +1,188 @@
+"""The reward family: sequence-classifier, remote, ensemble (embedding-head in test_embedding_head)."""
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from service.config import (
+    EnsembleMember,
+    EnsembleRewardConfig,
+    FakeRewardConfig,
+    RemoteRewardConfig,
+    SequenceClassifierRewardConfig,
+    SlopRewardConfig,
+)
+from service.reward import make_reward_models
+from service.reward.ensemble import zscores
+from service.reward.remote import RemoteReward, RewardServiceError
+from service.reward.sequence_classifier import SequenceClassifierReward
+from service.types import Prompt
+
+PROMPT = Prompt(text="How do I keep bread fresh?")
+TEXTS = ["Freeze it sliced.", "Great question! It depends on many factors.", "Paper bag, two days, then the freezer."]
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+# --- sequence-classifier ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier(tmp_path_factory):
+    """A randomly initialised Llama reward model built from a config; the tokenizer
+    (with its chat template) comes from the embedded SmolLM2."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    from service.embedded import prepare_smollm2
+
+    folder = tmp_path_factory.mktemp("tiny-rm")
+    tokenizer = AutoTokenizer.from_pretrained(prepare_smollm2())
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, num_labels=1,
+                         pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+    LlamaForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def test_sequence_classifier_scores_each_completion_with_its_raw_logit(tiny_classifier):
+    model = SequenceClassifierReward(SequenceClassifierRewardConfig(path=tiny_classifier, batch_size=2))
+    scores = run(model.score(PROMPT, TEXTS))
+    assert len(scores.values) == 3 and len(set(scores.values)) == 3
+    assert model.device == "cpu" and str(model.model.dtype) == "torch.float32"
+    assert run(model.score(PROMPT, TEXTS)).values == scores.values  # deterministic
+
+
+def test_sequence_classifier_batching_does_not_change_scores(tiny_classifier):
+    model = SequenceClassifierReward(SequenceClassifierRewardConfig(path=tiny_classifier, batch_size=2))
+    alone = [run(model.score(PROMPT, [t])).values[0] for t in TEXTS]
+    other = Prompt(messages=({"role": "user", "content": "Say hi"},))
+    together = run(model.score_many([(PROMPT, TEXTS, None), (other, ["hi", "hello there friend"], None)]))
+    assert together[0].values == pytest.approx(alone, abs=1e-4)
+    assert len(together[1].values) == 2
+
+
+def test_sequence_classifier_uses_the_chat_template_and_truncates(tiny_classifier):
+    model = SequenceClassifierReward(SequenceClassifierRewardConfig(path=tiny_classifier, max_length=32))
+    run(model.start())
+    im_start = model.tokenizer.convert_tokens_to_ids("<|im_start|>")
+    assert im_start in model.token_ids(PROMPT, "short")
+    assert len(model.token_ids(PROMPT, "word " * 500)) == 32
+    assert len(run(model.score(PROMPT, ["word " * 500, "short"])).values) == 2
+
+
+# --- remote --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def reward_server():
+    """A real HTTP reward service on loopback speaking vLLM's and OpenRLHF's protocols."""
+    import uvicorn
+    from fastapi import FastAPI, Request
+
+    app = FastAPI()
+
+    def value(text):
+        return float(len(text))
+
+    @app.post("/classify")
+    async def classify(request: Request):
+        body = await request.json()
+        if body.get("model") == "broken":
+            return {"data": [{"index": 0}]}
+        return {"data": [{"index": i, "label": None, "probs": [value(t)], "num_classes": 1}
+                         for i, t in reversed(list(enumerate(body["input"])))]}
+
+    @app.post("/pooling")
+    async def pooling(request: Request):
+        body = await request.json()
+        return {"data": [{"index": i, "data": [[0.0], [value(t)]]} for i, t in enumerate(body["input"])]}
+
+    @app.post("/get_reward")
+    async def get_reward(request: Request):
+        body = await request.json()
+        if body["query"][0].startswith("slow"):
+            time.sleep(1.0)
+        if body["query"][0].startswith("fail"):
+            from fastapi.responses import JSONResponse
+
+            return JSONResponse({"detail": "boom"}, status_code=500)
+        return {"rewards": [value(q) for q in body["query"]]}
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(5)
+
+
+@pytest.mark.parametrize("protocol", ["vllm-classify", "vllm-pooling", "openrlhf"])
+def test_remote_protocols_return_one_score_per_completion_in_order(reward_server, protocol):
+    model = RemoteReward(RemoteRewardConfig(url=reward_server, protocol=protocol, model="rm"))
+    prompt = Prompt(text="Q: ")
+    assert run(model.score(prompt, ["a", "bbb", "cc"])).values == [4.0, 6.0, 5.0]
+
+
+def test_remote_timeout_is_a_clear_failure_not_a_zero(reward_server):
+    model = RemoteReward(RemoteRewardConfig(url=reward_server, protocol="openrlhf", timeout_s=0.2))
+    with pytest.raises(RewardServiceError, match="timed out") as info:
+        run(model.score(Prompt(text="slow"), ["x"]))
+    assert info.value.status == 502
+
+
+@pytest.mark.parametrize(
+    "url, protocol, model_name, prompt, match",
+    [
+        (None, "openrlhf", None, "fail", "HTTP 500"),
+        (None, "vllm-classify", "broken", "x", "unexpected answer|returned 1 scores"),
+        ("http://127.0.0.1:9", "openrlhf", None, "x", "unreachable"),
+    ],
+)
+def test_remote_errors_surface(reward_server, url, protocol, model_name, prompt, match):
+    model = RemoteReward(RemoteRewardConfig(url=url or reward_server, protocol=protocol, model=model_name))
+    with pytest.raises(RewardServiceError, match=match):
+        run(model.score(Prompt(text=prompt), ["a", "b"]))
+
+
+# --- ensemble ----------------------------------------------------------------------
+
+
+def test_zscores():
+    assert zscores([1.0, 2.0, 3.0]) == pytest.approx([-1.2247, 0.0, 1.2247], abs=1e-4)
+    assert zscores([5.0, 5.0]) == [0.0, 0.0] and zscores([7.0]) == [0.0]
+
+
+def ensemble(weights):
+    configs = {
+        "fake": FakeRewardConfig(),
+        "slop": SlopRewardConfig(),
+        "mix": EnsembleRewardConfig(members=[EnsembleMember(name=n, weight=w) for n, w in weights.items()]),
+    }
+    return make_reward_models(configs)["mix"]
+
+
+def test_ensemble_sums_weighted_zscores_and_reports_components():
+    scores = run(ensemble({"fake": 1.0, "slop": 2.0}).score(PROMPT, TEXTS, 64))
+    assert set(scores.components) == {"fake", "slop"}
+    for i in range(len(TEXTS)):
+        assert scores.values[i] == pytest.approx(scores.components["fake"][i] + scores.components["slop"][i], abs=1e-3)
+    assert sum(scores.components["slop"]) == pytest.approx(0, abs=1e-3)  # z-scored within the request
+
+
+def test_ensemble_is_not_swamped_by_a_members_scale():
+    # The fake reward's scale is characters (tens); slop's is a few points. Weighted
+    # equally after z-scoring, slop can still overturn the fake member's favourite.
+    scores = run(ensemble({"fake": 1.0, "slop": 1.0}).score(PROMPT, TEXTS, 64))
+    fake_only = run(ensemble({"fake": 1.0}).score(PROMPT, TEXTS, 64))
+    assert max(range(3), key=lambda i: fake_only.values[i]) == 1  # the longest, sycophantic text
+    assert max(range(3), key=lambda i: scores.values[i]) != 1
