@@ -11,7 +11,7 @@ import hmac
 import json
 import logging
 import time
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -33,6 +33,7 @@ from service.protocol import (
     reject,
 )
 from service.reward.base import RewardModel
+from service.reward.catalog import RewardCatalog
 from service.selection import Selection, best_of_n
 from service.types import Deadline
 
@@ -78,7 +79,7 @@ class BodyLimit:
             await error_response(exc)(scope, receive, send)
 
 
-def create_api(config: ServiceConfig, generator: Generator, rewards: Mapping[str, RewardModel]) -> FastAPI:
+def create_api(config: ServiceConfig, generator: Generator, catalog: RewardCatalog) -> FastAPI:
     limits = config.limits
     api = FastAPI(title="prune", description="Best-of-N reranking with a style reward model.")
 
@@ -124,22 +125,23 @@ def create_api(config: ServiceConfig, generator: Generator, rewards: Mapping[str
         if not any(hmac.compare_digest(token, key) for key in config.api_keys):
             raise Unauthorized("missing or invalid API key", code="invalid_api_key")
 
-    def reward_name(requested: str | None) -> str:
-        """A configured reward model name: clients never name a path or a kind."""
-        name = requested or config.default_reward_model
-        if name not in rewards:
+    async def pick_reward(requested: str | None) -> tuple[str, RewardModel]:
+        """A configured reward model by name: clients never name a path or a kind."""
+        rewards = await catalog.current()
+        name = requested or rewards.default
+        if name not in rewards.models:
             raise NotFound(
-                f"reward_model {name!r} is not configured; configured: {', '.join(sorted(rewards))}",
+                f"reward_model {name!r} is not configured; configured: {', '.join(sorted(rewards.models))}",
                 param="reward_model",
                 code="reward_model_not_found",
             )
-        return name
+        return name, rewards.models[name]
 
-    def plan(req: CompletionRequest | ChatCompletionRequest, max_tokens: int | None):
+    async def plan(req: CompletionRequest | ChatCompletionRequest, max_tokens: int | None):
         """Resolve defaults and check the request against the configured limits."""
         if req.model != generator.model_name:
             raise NotFound(f"model {req.model!r} does not exist; try GET /v1/models", param="model", code="model_not_found")
-        reward = reward_name(req.reward_model)
+        reward = await pick_reward(req.reward_model)
         best_of = req.best_of or max(limits.best_of_default, req.n)
         if best_of > limits.best_of_max:
             raise reject("best_of", f"best_of: at most {limits.best_of_max}")
@@ -156,14 +158,14 @@ def create_api(config: ServiceConfig, generator: Generator, rewards: Mapping[str
     async def rerank(req, request: Request, chat: bool, max_tokens: int | None) -> Response:
         started = time.time()
         authorize(request)
-        reward, best_of, max_tokens, budget_ms = plan(req, max_tokens)
+        (reward_name, reward), best_of, max_tokens, budget_ms = await plan(req, max_tokens)
         deadline = Deadline(started + budget_ms / 1000.0)
         prompt = req.to_prompt()
         try:
             async with asyncio.timeout(budget_ms / 1000.0 + DEADLINE_GRACE_S):
                 selection = await best_of_n(
                     generator,
-                    rewards[reward],
+                    reward,
                     prompt,
                     req.sampling(max_tokens),
                     best_of=best_of,
@@ -176,8 +178,8 @@ def create_api(config: ServiceConfig, generator: Generator, rewards: Mapping[str
             raise BudgetExhausted(
                 "the latency budget ran out before an answer was ready", param="latency_budget_ms", code="budget_exhausted"
             ) from None
-        record(selection, reward)
-        body = respond(req, chat, selection, reward, best_of, budget_ms, started)
+        record(selection, reward_name)
+        body = respond(req, chat, selection, reward_name, best_of, budget_ms, started)
         if req.stream:
             return StreamingResponse(stream_chunks(body, chat, req), media_type="text/event-stream")
         return JSONResponse(body)
@@ -255,21 +257,22 @@ def create_api(config: ServiceConfig, generator: Generator, rewards: Mapping[str
     @api.get("/v1/reward_models")
     async def reward_models(request: Request):
         authorize(request)
+        rewards = await catalog.current()
         return {
             "object": "list",
             "data": [
-                {"id": name, "object": "reward_model", "kind": model.kind, "default": name == config.default_reward_model}
-                for name, model in rewards.items()
+                {"id": name, "object": "reward_model", "kind": model.kind, "default": name == rewards.default}
+                for name, model in rewards.models.items()
             ],
         }
 
     @api.post("/v1/rewards")
     async def score_completions(req: RewardsRequest, request: Request):
         authorize(request)
-        name = reward_name(req.reward_model)
+        name, reward = await pick_reward(req.reward_model)
         if len(req.completions) > limits.rewards_max_completions:
             raise reject("completions", f"completions: at most {limits.rewards_max_completions} per request")
-        scores = await rewards[name].score(req.to_prompt(), req.completions)
+        scores = await reward.score(req.to_prompt(), req.completions)
         body: dict[str, Any] = {"reward_model": name, "scores": list(scores.values)}
         if scores.components:
             body["components"] = {k: list(v) for k, v in scores.components.items()}

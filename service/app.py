@@ -12,6 +12,7 @@ the options from the config.
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +21,10 @@ from typing import Any, AsyncIterator, Sequence
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from service.config import ScorerConfig, ServiceConfig, cache_dir, parse_config
+from service.config import ScorerConfig, ServiceConfig, cache_dir, parse_config, parse_rewards
 from service.generator import Generator, make_generator
 from service.reward import RewardModel, make_reward_models
+from service.reward.catalog import RewardSet
 from service.types import Candidate, Deadline, Prompt, SamplingSpec, Scores
 
 log = logging.getLogger(__name__)
@@ -61,15 +63,26 @@ class ScoreJob:
 
 
 class ScorerServer:
-    async def __init__(self, reward_configs: dict, scorer: ScorerConfig):
-        self.models: dict[str, RewardModel] = make_reward_models(reward_configs)
-        for model in self.models.values():
-            await model.start()
+    """Holds the reward models. They come in as the deployment's `user_config`, so
+    `serve deploy` with new reward models reconfigures this replica in place and
+    restarts nothing else (Ray Serve's lightweight update)."""
+
+    def __init__(self, scorer: ScorerConfig):
+        self.models: dict[str, RewardModel] = {}
+        self.default = ""
         self.score_jobs.set_max_batch_size(scorer.max_batch_size)
         self.score_jobs.set_batch_wait_timeout_s(scorer.batch_wait_timeout_s)
 
-    def info(self) -> dict[str, str]:
-        return {name: model.kind for name, model in self.models.items()}
+    async def reconfigure(self, user_config: dict) -> None:
+        rewards = parse_rewards(user_config)  # a bad config fails the deploy; the old models stay
+        models = make_reward_models(rewards.reward_models)
+        for model in models.values():
+            await model.start()
+        self.models, self.default = models, rewards.default_reward_model
+        log.info("reward models: %s (default %s)", ", ".join(models), self.default)
+
+    def info(self) -> dict[str, Any]:
+        return {"default": self.default, "kinds": {name: model.kind for name, model in self.models.items()}}
 
     async def score(self, job: ScoreJob) -> Scores:
         return await self.score_jobs(job)
@@ -109,6 +122,22 @@ class RemoteGenerator(Generator):
         await self.handle.check_ready.remote()
 
 
+class ScorerCatalog:
+    """The scorer's current reward models, re-read at most every `ttl_s` seconds."""
+
+    def __init__(self, handle: DeploymentHandle, ttl_s: float = 2.0):
+        self.handle, self.ttl_s = handle, ttl_s
+        self.cached: RewardSet | None = None
+        self.read_at = 0.0
+
+    async def current(self) -> RewardSet:
+        if self.cached is None or time.monotonic() - self.read_at > self.ttl_s:
+            info = await self.handle.info.remote()
+            models = {name: ScorerHandleReward(self.handle, name, kind) for name, kind in info["kinds"].items()}
+            self.cached, self.read_at = RewardSet(models, info["default"]), time.monotonic()
+        return self.cached
+
+
 class ScorerHandleReward(RewardModel):
     """One configured reward model, scored by the scorer deployment."""
 
@@ -125,9 +154,7 @@ class Ingress:
 
         config = parse_config(config_args)
         remote_generator = RemoteGenerator(generator, await generator.info.remote())
-        kinds = await scorer.info.remote()
-        rewards = {name: ScorerHandleReward(scorer, name, kind) for name, kind in kinds.items()}
-        self.api = create_api(config, remote_generator, rewards)
+        self.api = create_api(config, remote_generator, ScorerCatalog(scorer))
 
     def __serve_build_asgi_app__(self):
         return self.api
@@ -157,8 +184,8 @@ def build_app(args: dict[str, Any]) -> serve.Application:
     )
     scorer = (
         serve.deployment(ScorerServer, name="scorer")
-        .options(**options(config.scorer))
-        .bind(config.reward_models, config.scorer)
+        .options(**options(config.scorer), user_config=config.rewards().model_dump(mode="json"))
+        .bind(config.scorer)
     )
     ingress = serve.deployment(serve.ingress()(Ingress), name="ingress").options(**options(config.ingress))
     return ingress.bind(config.model_dump(mode="json"), generator, scorer)

@@ -189,15 +189,47 @@ class Limits(Strict):
         return self
 
 
+def default_reward_models() -> dict[str, Any]:
+    return {
+        "slop": SlopRewardConfig(),
+        "style-head": EmbeddingHeadRewardConfig(),
+        "style": EnsembleRewardConfig(members=[EnsembleMember(name="slop"), EnsembleMember(name="style-head")]),
+    }
+
+
+def check_reward_models(reward_models: dict[str, Any], default: str) -> None:
+    if not reward_models:
+        raise ValueError("reward_models: configure at least one reward model")
+    if default not in reward_models:
+        raise ValueError(
+            f"default_reward_model: {default!r} is not one of reward_models ({', '.join(sorted(reward_models))})"
+        )
+    for name, reward in reward_models.items():
+        if isinstance(reward, EnsembleRewardConfig):
+            for member in reward.members:
+                target = reward_models.get(member.name)
+                if target is None:
+                    raise ValueError(f"reward_models.{name}.members: {member.name!r} is not a configured reward model")
+                if isinstance(target, EnsembleRewardConfig):
+                    raise ValueError(f"reward_models.{name}.members: {member.name!r} is an ensemble; nest none")
+
+
+class RewardsConfig(Strict):
+    """The scorer's reward models: its Ray Serve `user_config`, so that they can be
+    swapped with `serve deploy` without restarting anything else."""
+
+    reward_models: dict[str, RewardConfig] = Field(default_factory=default_reward_models)
+    default_reward_model: str = "style"
+
+    @model_validator(mode="after")
+    def _default_reward_is_configured(self) -> "RewardsConfig":
+        check_reward_models(self.reward_models, self.default_reward_model)
+        return self
+
+
 class ServiceConfig(Strict):
     generator: GeneratorConfig = Field(default_factory=VLLMGeneratorConfig)
-    reward_models: dict[str, RewardConfig] = Field(
-        default_factory=lambda: {
-            "slop": SlopRewardConfig(),
-            "style-head": EmbeddingHeadRewardConfig(),
-            "style": EnsembleRewardConfig(members=[EnsembleMember(name="slop"), EnsembleMember(name="style-head")]),
-        }
-    )
+    reward_models: dict[str, RewardConfig] = Field(default_factory=default_reward_models)
     default_reward_model: str = "style"
     limits: Limits = Field(default_factory=Limits)
     api_keys: list[str] = Field(
@@ -212,37 +244,34 @@ class ServiceConfig(Strict):
 
     @model_validator(mode="after")
     def _default_reward_is_configured(self) -> "ServiceConfig":
-        if not self.reward_models:
-            raise ValueError("reward_models: configure at least one reward model")
-        if self.default_reward_model not in self.reward_models:
-            raise ValueError(
-                f"default_reward_model: {self.default_reward_model!r} is not one of "
-                f"reward_models ({', '.join(sorted(self.reward_models))})"
-            )
-        for name, reward in self.reward_models.items():
-            if isinstance(reward, EnsembleRewardConfig):
-                for member in reward.members:
-                    target = self.reward_models.get(member.name)
-                    if target is None:
-                        raise ValueError(f"reward_models.{name}.members: {member.name!r} is not a configured reward model")
-                    if isinstance(target, EnsembleRewardConfig):
-                        raise ValueError(f"reward_models.{name}.members: {member.name!r} is an ensemble; nest none")
+        check_reward_models(self.reward_models, self.default_reward_model)
         return self
+
+    def rewards(self) -> "RewardsConfig":
+        return RewardsConfig(reward_models=self.reward_models, default_reward_model=self.default_reward_model)
 
 
 class ConfigError(ValueError):
     """A config that cannot start the service; the message names the bad field."""
 
 
-def parse_config(args: dict[str, Any]) -> ServiceConfig:
+def _validated(model: type[BaseModel], data: dict[str, Any]):
     try:
-        return ServiceConfig.model_validate(args or {})
+        return model.model_validate(data or {})
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"]) or "(top level)"
             lines.append(f"  {where}: {err['msg']}")
         raise ConfigError("invalid prune config:\n" + "\n".join(lines)) from None
+
+
+def parse_config(args: dict[str, Any]) -> ServiceConfig:
+    return _validated(ServiceConfig, args)
+
+
+def parse_rewards(user_config: dict[str, Any]) -> RewardsConfig:
+    return _validated(RewardsConfig, user_config)
 
 
 class ServeFile(BaseModel):
@@ -263,4 +292,8 @@ def load_serve_file(path: str | Path) -> tuple[ServeFile, ServiceConfig]:
     apps = [a for a in serve_file.applications if a.get("import_path") == "service.app:build_app"]
     if len(apps) != 1:
         raise ConfigError(f"{path}: expected one application with import_path service.app:build_app")
-    return serve_file, parse_config(apps[0].get("args") or {})
+    config = parse_config(apps[0].get("args") or {})
+    for deployment in apps[0].get("deployments") or []:
+        if deployment.get("name") == "scorer" and "user_config" in deployment:
+            parse_rewards(deployment["user_config"])  # the reward models that will really be served
+    return serve_file, config

@@ -16,9 +16,31 @@ import signal
 import sys
 import time
 
-from service.config import ConfigError, VLLMGeneratorConfig, load_serve_file
+from service.config import ConfigError, ServeFile, VLLMGeneratorConfig, load_serve_file
 
 log = logging.getLogger("prune")
+
+
+def deploy(serve_file: ServeFile, http: dict) -> None:
+    """Deploy the file the way `serve deploy` does (declaratively), so that its
+    per-deployment overrides (`deployments: [{name: scorer, user_config: ...}]`)
+    apply here too, and a later `serve deploy` of an edited file is an update."""
+    from ray import serve
+    from ray.serve._private import api as serve_api
+    from ray.serve.schema import ServeDeploySchema
+
+    schema = ServeDeploySchema.model_validate(serve_file.model_dump() | {"http_options": http})
+    client = serve_api.serve_start(http_options=http, proxy_location=schema.proxy_location)
+    client.deploy_apps(schema, _blocking=False)
+    names = [app.name for app in schema.applications]
+    while True:
+        time.sleep(1)
+        statuses = serve.status().applications
+        failed = [n for n in names if n in statuses and statuses[n].status == "DEPLOY_FAILED"]
+        if failed:
+            raise RuntimeError(f"deploying {failed[0]} failed: {statuses[failed[0]].message}")
+        if all(n in statuses and statuses[n].status == "RUNNING" for n in names):
+            return
 
 
 def _interrupt(signum, frame):
@@ -40,7 +62,6 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    app_spec = next(a for a in serve_file.applications if a.get("import_path") == "service.app:build_app")
     http = dict(serve_file.http_options)
     http["host"] = args.host or http.get("host", "127.0.0.1")
     http["port"] = args.port or http.get("port", 8000)
@@ -53,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     from ray import serve
 
-    from service.app import build_app, metrics_dir
+    from service.app import metrics_dir
 
     # Counters of an earlier run must not leak into this one.
     shutil.rmtree(metrics_dir(config), ignore_errors=True)
@@ -63,17 +84,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
     try:
-        serve.start(http_options=http)
-        serve.run(
-            build_app(app_spec.get("args") or {}),
-            name=app_spec.get("name", "prune"),
-            route_prefix=app_spec.get("route_prefix", "/"),
-        )
+        deploy(serve_file, http)
         log.info("ready on http://%s:%s in %.1f s (Ctrl-C stops)", http["host"], http["port"], time.time() - started)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         log.info("stopping")
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     finally:
         try:
             serve.shutdown()

@@ -38,7 +38,7 @@ def test_completion_is_reranked(service):
     body = r.json()
     rr = body["reranking"]
     assert body["choices"][0]["text"].strip()
-    assert rr["candidates_generated"] == 3 and rr["reward_model"] == "slop"
+    assert rr["candidates_generated"] == 3 and rr["reward_model"] == "style"
     best = max(c["score"] for c in rr["candidates"])
     assert rr["scores"] == [best]
     assert body["usage"]["completion_tokens"] >= sum(c["completion_tokens"] for c in rr["candidates"])
@@ -113,8 +113,22 @@ def test_stock_openai_client(service):
     assert [m.id for m in client.models.list()] == [MODEL]
 
 
+def test_reward_models_and_the_scoring_endpoint(service):
+    listed = httpx.get(f"{service.url}/v1/reward_models", timeout=10).json()["data"]
+    assert {m["id"]: (m["kind"], m["default"]) for m in listed} == {
+        "slop": ("slop", False), "style-head": ("embedding-head", False), "style": ("ensemble", True)}
+    r = post(service, "/v1/rewards", {"prompt": "How do I keep bread fresh?", "completions": [
+        "Great question! It's worth noting that, generally speaking, there are many factors to consider. I hope this helps!",
+        "Keep it in a paper bag for two days, then slice and freeze it.",
+    ]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["reward_model"] == "style" and set(body["components"]) == {"slop", "style-head"}
+    assert body["scores"][1] > body["scores"][0]
+
+
 def test_metrics_cover_the_requests(service):
     text = httpx.get(f"{service.url}/metrics", timeout=10).text
     assert 'prune_requests_total{endpoint="/v1/completions",status="200"}' in text
     assert "prune_budget_cutoffs_total 1.0" in text
-    assert 'prune_chosen_reward_count{reward_model="slop"}' in text
+    assert 'prune_chosen_reward_count{reward_model="style"}' in text

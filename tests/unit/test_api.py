@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from service.api import create_api
 from service.config import FakeRewardConfig, parse_config
 from service.generator.fake import FakeGenerator
+from service.reward.catalog import StaticCatalog
 from service.reward.fake import FakeReward
 from service.reward.slop import SlopReward
 
@@ -29,7 +30,8 @@ def make_client(texts=TEXTS, **overrides):
     config = parse_config(args)
     generator = FakeGenerator(config.generator)
     rewards = {"fake": FakeReward(FakeRewardConfig()), "slop": SlopReward()}
-    client = TestClient(create_api(config, generator, rewards), raise_server_exceptions=False)
+    catalog = StaticCatalog(rewards, config.default_reward_model)
+    client = TestClient(create_api(config, generator, catalog), raise_server_exceptions=False)
     client.generator = generator
     return client
 
@@ -202,3 +204,39 @@ def test_a_stock_openai_client_works_unchanged(client):
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == TEXTS[1]
     with pytest.raises(openai.BadRequestError):
         oai.completions.create(model="fake-model", prompt="x", extra_body={"best_of": 0})
+
+
+def test_reward_models_are_listed_with_the_default(client):
+    data = client.get("/v1/reward_models").json()["data"]
+    assert {(m["id"], m["kind"], m["default"]) for m in data} == {("fake", "fake", True), ("slop", "slop", False)}
+
+
+def test_rewards_endpoint_scores_given_completions(client):
+    r = client.post("/v1/rewards", json={"reward_model": "slop", "prompt": "How do I keep bread fresh?",
+                                         "completions": ["Great question! It depends.", "Freeze it sliced."]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["reward_model"] == "slop" and len(body["scores"]) == 2
+    assert body["scores"][1] > body["scores"][0]
+    assert set(body["components"]) >= {"sycophancy", "hedging"}
+
+
+def test_rewards_endpoint_takes_messages_and_defaults(client):
+    r = client.post("/v1/rewards", json={"messages": [{"role": "user", "content": "Hi"}], "completions": ["a", "bbb"]})
+    assert r.json() == {"reward_model": "fake", "scores": [1.0, 3.0]}
+
+
+@pytest.mark.parametrize(
+    "body, status, param",
+    [
+        ({"reward_model": "/models/evil", "prompt": "p", "completions": ["a"]}, 404, "reward_model"),
+        ({"prompt": "p", "completions": []}, 400, "completions"),
+        ({"prompt": "p", "completions": ["a"] * 65}, 400, "completions"),
+        ({"completions": ["a"]}, 400, "prompt"),
+        ({"prompt": "p", "messages": [{"role": "user", "content": "x"}], "completions": ["a"]}, 400, "prompt"),
+    ],
+)
+def test_rewards_endpoint_errors(client, body, status, param):
+    r = client.post("/v1/rewards", json=body)
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["param"] == param

@@ -1,0 +1,118 @@
+"""Scoring throughput of each local reward kind, by batch size.
+
+    python -m loadtests.bench_rewards                                  # slop, embedding-head, small classifier, CPU
+    python -m loadtests.bench_rewards --kinds sequence-classifier --preset llama-3.1-8b --device cuda
+
+Candidates are real texts (the shipped preference pairs, ~20-120 words). For
+`sequence-classifier` the model is randomly initialised from a config (forward
+speed does not depend on the weights): `smollm2-135m` (the embedded base
+model's shape) or `llama-3.1-8b` (the Skywork-Reward-V2-Llama-3.1-8B shape), in
+bf16 on CUDA and fp32 on CPU. Prints candidates/s and batch efficiency
+(throughput at batch b over throughput at batch 1) and optionally writes CSV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import sys
+import time
+
+PRESETS = {
+    "smollm2-135m": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+                         num_key_value_heads=3),
+    "llama-3.1-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                         num_key_value_heads=8),
+}
+
+
+def texts_for_bench(count: int) -> list[str]:
+    from service.reward.train import SHIPPED_PAIRS, read_pairs
+
+    pairs = read_pairs(SHIPPED_PAIRS)
+    texts = [t for p in pairs for t in (p.chosen, p.rejected)]
+    return [texts[i % len(texts)] for i in range(count)]
+
+
+def random_classifier(preset: str, device: str, max_length: int):
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    from service.config import SequenceClassifierRewardConfig
+    from service.embedded import prepare_smollm2
+    from service.reward.sequence_classifier import SequenceClassifierReward
+
+    tokenizer = AutoTokenizer.from_pretrained(prepare_smollm2())
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    config = LlamaConfig(vocab_size=max(len(tokenizer), 49152), num_labels=1,
+                         pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id, **PRESETS[preset])
+    with torch.device(device):
+        model = LlamaForSequenceClassification(config).to(dtype).eval()
+    reward = SequenceClassifierReward(SequenceClassifierRewardConfig(path="(random)", max_length=max_length,
+                                                                     batch_size=64, device=device))
+    reward.model, reward.tokenizer, reward.device = model, tokenizer, device
+    return reward
+
+
+def build(kind: str, args):
+    from service.config import EmbeddingHeadRewardConfig, SlopRewardConfig
+    from service.reward import make_reward_model
+
+    if kind == "slop":
+        return make_reward_model(SlopRewardConfig())
+    if kind == "embedding-head":
+        return make_reward_model(EmbeddingHeadRewardConfig(device=args.device))
+    if kind == "sequence-classifier":
+        return random_classifier(args.preset, "cuda" if args.device == "cuda" else "cpu", args.max_length)
+    raise SystemExit(f"unknown kind {kind}")
+
+
+async def measure(model, batch: int, texts: list[str], min_seconds: float) -> float:
+    from service.types import Prompt
+
+    prompt = Prompt(text="Answer the question well.")
+    job = [(prompt, texts[:batch], 128)]
+    await model.score_many(job)  # warm-up; loads weights on first use
+    done, started = 0, time.perf_counter()
+    while True:
+        await model.score_many(job)
+        done += batch
+        elapsed = time.perf_counter() - started
+        if elapsed >= min_seconds and done >= 3 * batch:
+            return done / elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--kinds", default="slop,embedding-head,sequence-classifier")
+    parser.add_argument("--batch-sizes", default="1,2,4,8,16,32,64")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="smollm2-135m")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--max-length", type=int, default=512)
+    parser.add_argument("--seconds", type=float, default=2.0, help="minimum time per measurement")
+    parser.add_argument("--csv")
+    args = parser.parse_args()
+    sizes = [int(b) for b in args.batch_sizes.split(",")]
+    texts = texts_for_bench(max(sizes) * 4)
+    rows = []
+    for kind in args.kinds.split(","):
+        model = build(kind, args)
+        base = None
+        for batch in sizes:
+            rate = asyncio.run(measure(model, batch, texts, args.seconds))
+            base = base or rate
+            row = {"kind": kind, "device": args.device, "preset": args.preset if kind == "sequence-classifier" else "",
+                   "batch": batch, "candidates_per_s": round(rate, 1), "batch_efficiency": round(rate / base, 2)}
+            rows.append(row)
+            print(row, flush=True)
+    if args.csv:
+        with open(args.csv, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""The embedding-head reward and its training command."""
+
+import asyncio
+import json
+
+import pytest
+
+from service.config import EmbeddingHeadRewardConfig
+from service.reward.embedding_head import EmbeddingHeadReward, load_head, resolve_head_path
+from service.reward.train import SHIPPED_PAIRS, PairsError, is_held_out, main, read_pairs
+from service.types import Prompt
+
+
+def write_pairs(path, rows):
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def toy_pairs(n=40):
+    topics = ["bread", "bikes", "tea", "rain", "maps", "paint", "clocks", "boats", "ink", "soap"]
+    rows = []
+    for i in range(n):
+        t = topics[i % len(topics)]
+        rows.append({
+            "prompt": f"Tell me about {t} #{i}",
+            "chosen": f"{t.capitalize()} lasts longer if you keep it dry; I check mine every {i % 7 + 2} days.",
+            "rejected": f"Great question! When it comes to {t}, it's worth noting that it truly depends. I hope this helps!",
+        })
+    return rows
+
+
+def test_training_writes_a_head_that_prefers_chosen(tmp_path, capsys):
+    pairs = write_pairs(tmp_path / "pairs.jsonl", toy_pairs())
+    out = tmp_path / "head.safetensors"
+    assert main(["--pairs", str(pairs), "--out", str(out), "--epochs", "150"]) == 0
+    printed = capsys.readouterr().out
+    assert "held-out accuracy" in printed
+    _, meta = load_head(out)
+    assert meta["heldout_accuracy"] >= 0.9 and meta["pairs_heldout"] > 0
+
+    model = EmbeddingHeadReward(EmbeddingHeadRewardConfig(head=str(out)))
+    scores = asyncio.run(model.score(Prompt(text="Tell me about glue"), [
+        "Great question! When it comes to glue, it's worth noting that it truly depends. I hope this helps!",
+        "Glue lasts longer if you keep it dry; I check mine every 3 days.",
+    ]))
+    assert scores.values[1] > scores.values[0]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("", "0 pairs"),
+        ('{"prompt": "p", "chosen": "a"}\n', ":1: 'rejected' must be a non-empty string"),
+        ('{"prompt": "p", "chosen": "a", "rejected": "b"}\nnot json\n', ":2: not JSON"),
+        ('["a", "b"]\n', ":1: expected an object"),
+        ('{"prompt": "p", "chosen": "same", "rejected": "same"}\n', "the same text"),
+    ],
+)
+def test_bad_pair_files_get_a_clear_error(tmp_path, content, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(content)
+    with pytest.raises(PairsError, match=message):
+        read_pairs(path)
+    assert main(["--pairs", str(path), "--out", str(tmp_path / "h.safetensors")]) == 2
+
+
+def test_missing_pairs_file(tmp_path):
+    assert main(["--pairs", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "h.safetensors")]) == 2
+
+
+def test_a_head_file_that_is_not_a_head_is_refused(tmp_path):
+    from safetensors.torch import save_file
+    import torch
+
+    path = tmp_path / "other.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path))
+    with pytest.raises(ValueError, match="not a prune reward head"):
+        load_head(path)
+
+
+def test_the_shipped_pairs_and_head_meet_the_bar():
+    pairs = read_pairs(SHIPPED_PAIRS)
+    assert len(pairs) >= 300
+    longer_chosen = sum(len(p.chosen) > len(p.rejected) for p in pairs)
+    assert longer_chosen >= 0.15 * len(pairs), "length alone must not predict the winner"
+    _, meta = load_head(resolve_head_path("shipped:style-head"))
+    assert meta["heldout_accuracy"] >= 0.85
+
+    # Recompute held-out accuracy with the shipped head as the service would load it.
+    held_out = [p for p in pairs if is_held_out(p.prompt, 0.2)]
+    model = EmbeddingHeadReward(EmbeddingHeadRewardConfig())
+    wins = 0
+    for p in held_out:
+        chosen, rejected = asyncio.run(model.score(Prompt(text=p.prompt), [p.chosen, p.rejected])).values
+        wins += chosen > rejected
+    assert wins / len(held_out) >= 0.85
