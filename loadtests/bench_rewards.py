@@ -69,17 +69,20 @@ def build(kind: str, args):
 
 
 async def measure(model, batch: int, texts: list[str], min_seconds: float) -> float:
+    """Candidates/s scoring the same pool of texts in batches of `batch`, so that
+    batch sizes are compared on the same work."""
     from service.types import Prompt
 
     prompt = Prompt(text="Answer the question well.")
-    job = [(prompt, texts[:batch], 128)]
-    await model.score_many(job)  # warm-up; loads weights on first use
+    jobs = [[(prompt, texts[i : i + batch], 128)] for i in range(0, len(texts), batch)]
+    await model.score_many(jobs[0])  # warm-up; loads weights on first use
     done, started = 0, time.perf_counter()
     while True:
-        await model.score_many(job)
-        done += batch
+        for job in jobs:
+            await model.score_many(job)
+            done += len(job[0][1])
         elapsed = time.perf_counter() - started
-        if elapsed >= min_seconds and done >= 3 * batch:
+        if elapsed >= min_seconds:
             return done / elapsed
 
 
@@ -94,7 +97,7 @@ def main() -> int:
     parser.add_argument("--csv")
     args = parser.parse_args()
     sizes = [int(b) for b in args.batch_sizes.split(",")]
-    texts = texts_for_bench(max(sizes) * 4)
+    texts = texts_for_bench(max(sizes))
     rows = []
     for kind in args.kinds.split(","):
         model = build(kind, args)
