@@ -1,0 +1,50 @@
+"""Reward models on CUDA: bf16 sequence classifier and the embedding head. Skipped without a GPU."""
+
+import asyncio
+
+import pytest
+
+torch = pytest.importorskip("torch")
+if not torch.cuda.is_available():
+    pytest.skip("needs a CUDA GPU", allow_module_level=True)
+
+from service.config import EmbeddingHeadRewardConfig, SequenceClassifierRewardConfig  # noqa: E402
+from service.reward.embedding_head import EmbeddingHeadReward  # noqa: E402
+from service.reward.sequence_classifier import SequenceClassifierReward  # noqa: E402
+from service.types import Prompt  # noqa: E402
+
+pytestmark = pytest.mark.gpu
+PROMPT = Prompt(text="How do I keep bread fresh?")
+TEXTS = ["Freeze it sliced.", "Great question! It depends.", "Paper bag, two days, then the freezer."]
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier(tmp_path_factory):
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    from service.embedded import prepare_smollm2
+
+    folder = tmp_path_factory.mktemp("tiny-rm")
+    tokenizer = AutoTokenizer.from_pretrained(prepare_smollm2())
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, num_labels=1,
+                         pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+    LlamaForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def test_sequence_classifier_runs_bf16_on_cuda_and_batches_consistently(tiny_classifier):
+    model = SequenceClassifierReward(SequenceClassifierRewardConfig(path=tiny_classifier, batch_size=2))
+    together = asyncio.run(model.score(PROMPT, TEXTS)).values
+    assert model.device == "cuda" and model.model.dtype == torch.bfloat16
+    alone = [asyncio.run(model.score(PROMPT, [t])).values[0] for t in TEXTS]
+    assert together == pytest.approx(alone, abs=0.05)  # bf16: padding changes rounding, not the answer
+
+
+def test_embedding_head_on_cuda_prefers_the_plain_answer():
+    model = EmbeddingHeadReward(EmbeddingHeadRewardConfig(device="auto"))
+    scores = asyncio.run(model.score(PROMPT, ["Great question! It's worth noting it depends. I hope this helps!",
+                                              "Keep it in a paper bag for two days, then freeze it sliced."])).values
+    assert model.encoder.device == "cuda"
+    assert scores[1] > scores[0]
