@@ -45,6 +45,12 @@ SCORING_RESERVE_S = 0.15
 DEADLINE_GRACE_S = 1.0
 
 
+def unwrapped(exc: Exception) -> Exception:
+    """An APIError raised in another replica arrives wrapped by Ray: unwrap it so
+    the client gets its status and envelope; anything else stays as it is (a 500)."""
+    return find_api_error(exc) or exc
+
+
 def error_response(exc: APIError) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
@@ -99,9 +105,6 @@ def create_api(config: ServiceConfig, generator: Generator, catalog: RewardCatal
 
     @api.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
-        found = find_api_error(exc)
-        if found is not None:
-            return error_response(found)
         log.error("unhandled error on %s: %s", request.url.path, type(exc).__name__, exc_info=exc)
         return error_response(InternalError("internal error", code="internal_error"))
 
@@ -178,6 +181,8 @@ def create_api(config: ServiceConfig, generator: Generator, catalog: RewardCatal
             raise BudgetExhausted(
                 "the latency budget ran out before an answer was ready", param="latency_budget_ms", code="budget_exhausted"
             ) from None
+        except Exception as exc:
+            raise unwrapped(exc) from None
         record(selection, reward_name)
         body = respond(req, chat, selection, reward_name, best_of, budget_ms, started)
         if req.stream:
@@ -272,7 +277,10 @@ def create_api(config: ServiceConfig, generator: Generator, catalog: RewardCatal
         name, reward = await pick_reward(req.reward_model)
         if len(req.completions) > limits.rewards_max_completions:
             raise reject("completions", f"completions: at most {limits.rewards_max_completions} per request")
-        scores = await reward.score(req.to_prompt(), req.completions)
+        try:
+            scores = await reward.score(req.to_prompt(), req.completions)
+        except Exception as exc:
+            raise unwrapped(exc) from None
         body: dict[str, Any] = {"reward_model": name, "scores": list(scores.values)}
         if scores.components:
             body["components"] = {k: list(v) for k, v in scores.components.items()}
