@@ -178,24 +178,33 @@ def create_api(config: ServiceConfig, generator: Generator, catalog: RewardCatal
                 )
         except TimeoutError:
             metrics.BUDGET_CUTOFFS.inc()
+            metrics.BUDGET_EXHAUSTED.inc()
             raise BudgetExhausted(
                 "the latency budget ran out before an answer was ready", param="latency_budget_ms", code="budget_exhausted"
             ) from None
+        except BudgetExhausted:
+            metrics.BUDGET_EXHAUSTED.inc()
+            raise
         except Exception as exc:
             raise unwrapped(exc) from None
-        record(selection, reward_name)
+        record(selection, reward_name, best_of)
         body = respond(req, chat, selection, reward_name, best_of, budget_ms, started)
         if req.stream:
             return StreamingResponse(stream_chunks(body, chat, req), media_type="text/event-stream")
         return JSONResponse(body)
 
-    def record(selection: Selection, reward_name: str) -> None:
+    def record(selection: Selection, reward_name: str, best_of: int) -> None:
+        metrics.BEST_OF.observe(best_of)
         metrics.GENERATE_LATENCY.observe(selection.generate_s)
         metrics.SCORE_LATENCY.observe(selection.score_s)
         metrics.CANDIDATES_GENERATED.inc(selection.candidates_generated)
         metrics.CANDIDATES_SCORED.inc(len(selection.scored))
         metrics.COMPLETION_TOKENS.inc(selection.completion_tokens)
         metrics.CHOSEN_REWARD.labels(reward_name).observe(selection.chosen[0].score)
+        for sc in selection.scored:
+            metrics.CANDIDATE_REWARD.labels(reward_name).observe(sc.score)
+        metrics.REWARD_MARGIN.labels(reward_name).observe(selection.margin)
+        metrics.REWARD_UPLIFT.labels(reward_name).observe(selection.uplift)
         if selection.stopped_early:
             metrics.BUDGET_CUTOFFS.inc()
 

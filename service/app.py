@@ -21,6 +21,7 @@ from typing import Any, AsyncIterator, Sequence
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from service import metrics
 from service.config import ScorerConfig, ServiceConfig, cache_dir, parse_config, parse_rewards
 from service.generator import Generator, make_generator
 from service.reward import RewardModel, make_reward_models
@@ -90,6 +91,7 @@ class ScorerServer:
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
     async def score_jobs(self, jobs: list[ScoreJob]) -> list[Scores]:
         """Concurrent requests' jobs arrive together; each model scores its share at once."""
+        metrics.SCORER_BATCH_SIZE.observe(sum(len(job.completions) for job in jobs))
         by_model: dict[str, list[int]] = defaultdict(list)
         for i, job in enumerate(jobs):
             by_model[job.reward_model].append(i)

@@ -36,6 +36,23 @@ CHOSEN_REWARD = Histogram(
 CANDIDATES_ABORTED = Counter(
     "prune_candidates_aborted", "Candidates aborted in the engine before finishing (deadline or client gone)."
 )
+CANDIDATE_REWARD = Histogram(
+    "prune_candidate_reward", "Reward of every scored candidate.", ["reward_model"], buckets=REWARD_BUCKETS
+)
+REWARD_MARGIN = Histogram(
+    "prune_reward_margin", "Chosen reward minus the median candidate's: how much choosing mattered.",
+    ["reward_model"], buckets=(0, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 100),
+)
+REWARD_UPLIFT = Histogram(
+    "prune_reward_uplift", "Chosen reward minus the first candidate's: the gain over plain sampling.",
+    ["reward_model"], buckets=(0, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 100),
+)
+BEST_OF = Histogram("prune_best_of", "Candidates sampled per request.", buckets=(1, 2, 4, 8, 16, 32, 64))
+SCORER_BATCH_SIZE = Histogram(
+    "prune_scorer_batch_size", "Completions per reward call of the scorer deployment (across requests).",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+BUDGET_EXHAUSTED = Counter("prune_budget_exhausted", "Requests answered 504: no text within the budget.")
 BUDGET_CUTOFFS = Counter("prune_budget_cutoffs", "Requests whose latency budget cut candidates short.")
 
 

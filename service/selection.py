@@ -1,13 +1,18 @@
 """Best-of-N selection as plain async code: no Ray, no HTTP.
 
-Sample `best_of` candidates, keep the finished ones (or, if the deadline left
-none, the partial ones), drop duplicate texts, score the rest in one batch and
-return the `n` best. Ties go to the earlier candidate, so results are
-deterministic for a given set of candidates.
+Anytime: candidates are scored as they finish, in micro-batches (whatever
+finished while the previous scoring call ran goes into the next one), so the
+best-so-far is always known and little scoring is left when the deadline comes.
+At the deadline the generator hands back the unfinished candidates' partial
+texts; the best *finished* candidate wins, and only if none finished are the
+partial ones scored. Identical texts count once; ties go to the earlier
+candidate, so results are deterministic for a given set of candidates.
 """
 
 from __future__ import annotations
 
+import asyncio
+import statistics
 import time
 from dataclasses import dataclass
 
@@ -31,8 +36,67 @@ class Selection:
     prompt_tokens: int
     completion_tokens: int  # every token of every candidate, aborted ones included
     stopped_early: bool  # the deadline cut at least one candidate short
-    generate_s: float
-    score_s: float
+    generate_s: float  # until the last candidate arrived
+    score_s: float  # time spent in reward calls (overlaps generation)
+    score_calls: int
+
+    @property
+    def margin(self) -> float:
+        """Best minus median reward: how much choosing mattered."""
+        return self.chosen[0].score - statistics.median(sc.score for sc in self.scored)
+
+    @property
+    def uplift(self) -> float:
+        """Best minus the first candidate's reward: the gain over plain sampling."""
+        first = min(self.scored, key=lambda sc: sc.candidate.index)
+        return self.chosen[0].score - first.score
+
+
+class _Scorer:
+    """Scores distinct texts in micro-batches, one reward call at a time."""
+
+    def __init__(self, reward: RewardModel, prompt: Prompt, max_tokens: int):
+        self.reward, self.prompt, self.max_tokens = reward, prompt, max_tokens
+        self.scored: list[ScoredCandidate] = []
+        self.waiting: list[Candidate] = []
+        self.texts: set[str] = set()
+        self.task: asyncio.Task | None = None
+        self.seconds = 0.0
+        self.calls = 0
+
+    def add(self, candidate: Candidate) -> None:
+        key = candidate.text.strip()
+        if key in self.texts:
+            return
+        self.texts.add(key)
+        self.waiting.append(candidate)
+        if self.task is not None and self.task.done():
+            self.task.result()  # a failed reward call fails the request, never a silent zero
+            self.task = None
+        if self.task is None:
+            self.task = asyncio.ensure_future(self._work())
+
+    async def _work(self) -> None:
+        """Score what is waiting; what arrives meanwhile forms the next batch."""
+        while self.waiting:
+            batch, self.waiting = self.waiting, []
+            started = time.perf_counter()
+            scores = await self.reward.score(self.prompt, [c.text for c in batch], self.max_tokens)
+            if len(scores.values) != len(batch):
+                raise RuntimeError(f"reward model returned {len(scores.values)} scores for {len(batch)} candidates")
+            self.scored += [ScoredCandidate(c, float(v)) for c, v in zip(batch, scores.values)]
+            self.seconds += time.perf_counter() - started
+            self.calls += 1
+
+    async def drain(self) -> None:
+        """Wait for everything added so far; a failed reward call fails the request."""
+        if self.task is not None:
+            task, self.task = self.task, None
+            await task
+
+    def cancel(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
 
 
 async def best_of_n(
@@ -48,34 +112,38 @@ async def best_of_n(
 ) -> Selection:
     """Pick the n best of best_of candidates by the deadline.
 
-    Generation stops `scoring_reserve_s` before the deadline so that scoring fits.
-    Raises BudgetExhausted when no candidate produced any text in time.
+    Generation stops `scoring_reserve_s` before the deadline so that the last
+    scoring call fits. Raises BudgetExhausted when no candidate produced any
+    text in time.
     """
     if not 1 <= n <= best_of:
         raise ValueError(f"need 1 <= n <= best_of, got n={n}, best_of={best_of}")
     started = time.perf_counter()
     candidates: list[Candidate] = []
+    scorer = _Scorer(reward, prompt, sampling.max_tokens)
     stream = generator.generate(prompt, sampling, best_of, deadline.earlier_by(scoring_reserve_s))
     try:
         async for candidate in stream:
             candidates.append(candidate)
+            if candidate.finished:
+                scorer.add(candidate)
+        generated = time.perf_counter()
+        await scorer.drain()
+        if not scorer.scored:  # nothing finished: fall back to the partial texts
+            for candidate in sorted(candidates, key=lambda c: c.index):
+                if candidate.text.strip():
+                    scorer.add(candidate)
+            await scorer.drain()
     finally:
+        scorer.cancel()  # client gone or a failure: no scoring for nobody
         await stream.aclose()
-    generated = time.perf_counter()
-
-    finished = [c for c in candidates if c.finished]
-    pool = finished or [c for c in candidates if c.text.strip()]
-    if not pool:
+    if not scorer.scored:
         raise BudgetExhausted(
             "the latency budget ran out before any candidate produced text",
             param="latency_budget_ms",
             code="budget_exhausted",
         )
-    pool = _distinct(sorted(pool, key=lambda c: c.index))
-    scores = await reward.score(prompt, [c.text for c in pool], sampling.max_tokens)
-    if len(scores.values) != len(pool):
-        raise RuntimeError(f"reward model returned {len(scores.values)} scores for {len(pool)} candidates")
-    scored = [ScoredCandidate(c, float(s)) for c, s in zip(pool, scores.values)]
+    scored = sorted(scorer.scored, key=lambda sc: sc.candidate.index)
     ranked = sorted(scored, key=lambda sc: (-sc.score, sc.candidate.index))
     return Selection(
         chosen=ranked[:n],
@@ -85,17 +153,6 @@ async def best_of_n(
         completion_tokens=sum(c.completion_tokens for c in candidates),
         stopped_early=any(not c.finished for c in candidates),
         generate_s=generated - started,
-        score_s=time.perf_counter() - generated,
+        score_s=scorer.seconds,
+        score_calls=scorer.calls,
     )
-
-
-def _distinct(candidates: list[Candidate]) -> list[Candidate]:
-    """Identical texts count once (the first keeps its place)."""
-    seen: set[str] = set()
-    out = []
-    for c in candidates:
-        key = c.text.strip()
-        if key not in seen:
-            seen.add(key)
-            out.append(c)
-    return out

@@ -163,8 +163,14 @@ def test_budget_cuts_slow_candidates_and_says_so():
 
 def test_nothing_by_the_deadline_is_a_504():
     client = make_client(generator={"candidate_delays_s": [3]})
+    before = _sample(client.get("/metrics").text, "prune_budget_exhausted_total")
     r = complete(client, latency_budget_ms=300)
     assert r.status_code == 504 and r.json()["error"]["param"] == "latency_budget_ms"
+    assert _sample(client.get("/metrics").text, "prune_budget_exhausted_total") == before + 1
+
+
+def _sample(metrics_text: str, name: str) -> float:
+    return sum(float(line.split()[-1]) for line in metrics_text.splitlines() if line.startswith(name + " "))
 
 
 def test_internal_errors_do_not_leak(client):
@@ -188,7 +194,8 @@ def test_models_health_and_metrics(client):
     assert 'prune_requests_total{endpoint="/v1/completions",status="400"}' in text
     for name in ("prune_request_latency_seconds", "prune_generate_latency_seconds", "prune_score_latency_seconds",
                  "prune_candidates_generated_total", "prune_candidates_scored_total", "prune_chosen_reward",
-                 "prune_budget_cutoffs_total"):
+                 "prune_budget_cutoffs_total", "prune_candidate_reward", "prune_reward_margin",
+                 "prune_reward_uplift", "prune_best_of", "prune_budget_exhausted_total"):
         assert name in text
 
 

@@ -121,13 +121,47 @@ def test_aborted_candidates_generate_no_more_tokens():
 def test_a_reward_that_miscounts_is_an_error_not_a_silent_pick():
     class Broken(FakeReward):
         async def score(self, prompt, completions, max_tokens=None):
-            return Scores([1.0])
+            return Scores([1.0] * (len(completions) - 1))
 
     gen = FakeGenerator(FakeGeneratorConfig(texts=["a", "bb"]))
-    with pytest.raises(RuntimeError, match="returned 1 scores for 2"):
+    with pytest.raises(RuntimeError, match=r"returned \d+ scores for \d+"):
         select(gen, Broken(FakeRewardConfig()), best_of=2)
 
 
 def test_n_must_not_exceed_best_of():
     with pytest.raises(ValueError):
         select(FakeGenerator(FakeGeneratorConfig()), best_of=2, n=3)
+
+
+def test_candidates_are_scored_as_they_finish_in_micro_batches():
+    # Three candidates finish at once, one 0.3 s later: two reward calls, the first
+    # made while the slow candidate is still generating.
+    calls = []
+
+    class Recording(FakeReward):
+        async def score(self, prompt, completions, max_tokens=None):
+            calls.append((asyncio.get_running_loop().time(), list(completions)))
+            return await super().score(prompt, completions, max_tokens)
+
+    gen = FakeGenerator(FakeGeneratorConfig(texts=["a", "bb", "ccc", "dddd"], candidate_delays_s=[0, 0, 0, 0.3]))
+    result = select(gen, Recording(FakeRewardConfig()), best_of=4)
+    assert result.chosen[0].candidate.text == "dddd"
+    assert [len(batch) for _, batch in calls] == [3, 1]  # the three that finished together, then the slow one
+    assert calls[-1][0] - calls[0][0] >= 0.25
+    assert result.score_calls == 2
+
+
+def test_margin_and_uplift():
+    gen = FakeGenerator(FakeGeneratorConfig(texts=["aa", "b", "cccc"]))
+    result = select(gen, best_of=3)
+    assert result.uplift == 4 - 2  # best minus candidate 0
+    assert result.margin == 4 - 2  # best minus median (2)
+
+
+def test_a_failing_reward_fails_the_request():
+    class Failing(FakeReward):
+        async def score(self, prompt, completions, max_tokens=None):
+            raise ConnectionError("reward service down")
+
+    with pytest.raises(ConnectionError):
+        select(FakeGenerator(FakeGeneratorConfig(texts=["a", "bb"])), Failing(FakeRewardConfig()), best_of=2)
