@@ -56,12 +56,26 @@ BUDGET_EXHAUSTED = Counter("prune_budget_exhausted", "Requests answered 504: no 
 BUDGET_CUTOFFS = Counter("prune_budget_cutoffs", "Requests whose latency budget cut candidates short.")
 
 
+class _OnlyOurs:
+    """prune's metric families only: libraries in the same processes (vLLM) write
+    their own metrics into the shared folder too."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def collect(self):
+        return [family for family in self.source.collect() if family.name.startswith("prune_")]
+
+
 def render() -> tuple[bytes, str]:
     """The metrics text of every process on this node (or of this process alone)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+        source = CollectorRegistry()
+        multiprocess.MultiProcessCollector(source)
+    else:
+        source = REGISTRY
+    registry = CollectorRegistry()
+    registry.register(_OnlyOurs(source))
+    return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -74,9 +74,9 @@ def test_streaming(service):
 def test_budget_holds_and_aborts_unfinished_candidates(service):
     budget_ms = 2500
     started = time.monotonic()
-    r = post(service, "/v1/completions", {"model": MODEL, "prompt": "Tell me a long story about a lighthouse.",
-                                          "best_of": 4, "max_tokens": 400, "latency_budget_ms": budget_ms,
-                                          "temperature": 1.0, "return_candidates": True})
+    r = post(service, "/v1/completions", {"model": MODEL, "best_of": 4, "max_tokens": 400, "seed": 11,
+                                          "prompt": "Write a long, detailed essay on the history of lighthouses.",
+                                          "latency_budget_ms": budget_ms, "return_candidates": True})
     elapsed = time.monotonic() - started
     assert r.status_code == 200, r.text
     rr = r.json()["reranking"]

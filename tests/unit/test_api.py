@@ -247,3 +247,11 @@ def test_rewards_endpoint_errors(client, body, status, param):
     r = client.post("/v1/rewards", json=body)
     assert r.status_code == status, r.text
     assert r.json()["error"]["param"] == param
+
+
+def test_metrics_show_only_prunes_own_families(client):
+    from prometheus_client import Counter
+
+    Counter("vllm_like_metric", "a library's own metric").inc()
+    text = client.get("/metrics").text
+    assert "vllm_like_metric" not in text and "prune_requests_total" in text
