@@ -5,7 +5,7 @@ work done directly on the engine in-process (no Ray, no HTTP).
     python -m loadtests.bench_latency --url http://127.0.0.1:8000         # a running service
 
 Both run the same prompts with the same seeds: best_of candidates sampled as
-separate engine requests, scored by the slop reward, best returned. Prints a
+separate engine requests, scored by the config's default reward, best returned. Prints a
 table and, with --csv, writes one row per (mode, best_of).
 """
 
@@ -68,7 +68,7 @@ def bench_http(url: str, model: str, best_ofs: list[int], max_tokens: int, repea
 async def bench_inprocess(config_path: str, best_ofs: list[int], max_tokens: int, repeats: int) -> list[dict]:
     from service.config import load_serve_file
     from service.generator import make_generator
-    from service.reward import make_reward_model
+    from service.reward import make_reward_models
     from service.selection import best_of_n
     from service.types import Deadline, Prompt, SamplingSpec
 
@@ -77,7 +77,7 @@ async def bench_inprocess(config_path: str, best_ofs: list[int], max_tokens: int
     generator = make_generator(config.generator)
     await generator.start()
     print(f"engine ready in {time.perf_counter() - t:.1f} s", flush=True)
-    reward = make_reward_model(config.reward_models[config.default_reward_model])
+    reward = make_reward_models(config.reward_models)[config.default_reward_model]
     await best_of_n(  # warm-up, like the service's first request after start
         generator, reward, Prompt(text="Hello"), SamplingSpec(max_tokens=8), best_of=1, n=1, deadline=Deadline.after_ms(60000)
     )

@@ -172,7 +172,9 @@ def build_app(args: dict[str, Any]) -> serve.Application:
     folder = metrics_dir(config)
     folder.mkdir(parents=True, exist_ok=True)
     # Every replica on the node writes its metrics there; the ingress merges them.
-    env = {"env_vars": {"PROMETHEUS_MULTIPROC_DIR": str(folder)}}
+    # Ray starts workers at nice 15, which on a small machine puts the engine behind
+    # Ray's own housekeeping: run replicas at normal priority.
+    env = {"env_vars": {"PROMETHEUS_MULTIPROC_DIR": str(folder), "RAY_worker_niceness": "0"}}
 
     def options(deployment_config) -> dict[str, Any]:
         opts = deployment_config.ray_options()
