@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from service.errors import BudgetExhausted
 from service.generator.base import Generator
 from service.reward.base import RewardModel
-from service.types import Candidate, Deadline, Prompt, SamplingSpec
+from service.types import Candidate, Deadline, Prompt, SamplingSpec, Scores, merge_scores
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class _Scorer:
 
     def __init__(self, reward: RewardModel, prompt: Prompt, max_tokens: int):
         self.reward, self.prompt, self.max_tokens = reward, prompt, max_tokens
-        self.scored: list[ScoredCandidate] = []
+        self.batches: list[tuple[list[Candidate], Scores]] = []
         self.waiting: list[Candidate] = []
         self.texts: set[str] = set()
         self.task: asyncio.Task | None = None
@@ -84,7 +84,7 @@ class _Scorer:
             scores = await self.reward.score(self.prompt, [c.text for c in batch], self.max_tokens)
             if len(scores.values) != len(batch):
                 raise RuntimeError(f"reward model returned {len(scores.values)} scores for {len(batch)} candidates")
-            self.scored += [ScoredCandidate(c, float(v)) for c, v in zip(batch, scores.values)]
+            self.batches.append((batch, scores))
             self.seconds += time.perf_counter() - started
             self.calls += 1
 
@@ -93,6 +93,13 @@ class _Scorer:
         if self.task is not None:
             task, self.task = self.task, None
             await task
+
+    @property
+    def scored(self) -> list[ScoredCandidate]:
+        """Every candidate scored so far, as if scored in one call (see merge_scores)."""
+        merged = merge_scores([scores for _, scores in self.batches])
+        candidates = [c for batch, _ in self.batches for c in batch]
+        return [ScoredCandidate(c, float(v)) for c, v in zip(candidates, merged.values)]
 
     def cancel(self) -> None:
         if self.task is not None and not self.task.done():
@@ -129,7 +136,7 @@ async def best_of_n(
                 scorer.add(candidate)
         generated = time.perf_counter()
         await scorer.drain()
-        if not scorer.scored:  # nothing finished: fall back to the partial texts
+        if not scorer.batches:  # nothing finished: fall back to the partial texts
             for candidate in sorted(candidates, key=lambda c: c.index):
                 if candidate.text.strip():
                     scorer.add(candidate)
@@ -137,7 +144,7 @@ async def best_of_n(
     finally:
         scorer.cancel()  # client gone or a failure: no scoring for nobody
         await stream.aclose()
-    if not scorer.scored:
+    if not scorer.batches:
         raise BudgetExhausted(
             "the latency budget ran out before any candidate produced text",
             param="latency_budget_ms",

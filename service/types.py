@@ -54,10 +54,42 @@ class Scores:
     """Rewards for a batch of completions, one value per completion, higher is better.
 
     `components` optionally breaks each value down (name -> one value per completion).
+    `weights`, when set, says the values are relative to the completions scored
+    together: value = sum of weight * z-score(component) over them (an ensemble).
+    Scores of one request's completions that arrive in several calls are then
+    merged with `merge_scores`, which recomputes the values over all of them.
     """
 
     values: list[float]
     components: Mapping[str, list[float]] = field(default_factory=dict)
+    weights: Mapping[str, float] = field(default_factory=dict)
+
+
+def zscores(values: list[float]) -> list[float]:
+    if len(values) < 2:
+        return [0.0] * len(values)
+    mean = sum(values) / len(values)
+    std = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
+    if std == 0:
+        return [0.0] * len(values)
+    return [(v - mean) / std for v in values]
+
+
+def weighted_zsum(components: Mapping[str, list[float]], weights: Mapping[str, float]) -> list[float]:
+    count = len(next(iter(components.values()), []))
+    z = {name: zscores(list(components[name])) for name in weights}
+    return [round(sum(weights[name] * z[name][i] for name in weights), 4) for i in range(count)]
+
+
+def merge_scores(parts: list[Scores]) -> Scores:
+    """Concatenate the scores of several calls, in order, as if scored in one."""
+    if len(parts) == 1:
+        return parts[0]
+    names = list(parts[0].components) if parts else []
+    components = {name: [v for p in parts for v in p.components[name]] for name in names}
+    weights = parts[0].weights if parts else {}
+    values = weighted_zsum(components, weights) if weights else [v for p in parts for v in p.values]
+    return Scores(values, components, weights)
 
 
 @dataclass(frozen=True)

@@ -3,26 +3,18 @@
 Kinds differ in scale (a logit, a slop penalty, a head's margin), so each
 member's scores are z-scored over the request's candidates before weighting:
 what counts is how a candidate ranks among its siblings under each member. The
-components report each member's weighted z-scores; they add up to the score.
+components report each member's raw score; the value is sum(weight * z). When a
+request's candidates are scored in several calls (anytime selection),
+`merge_scores` recomputes the z-scores over all of them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import statistics
 from typing import Sequence
 
 from service.reward.base import RewardModel
-from service.types import Prompt, Scores
-
-
-def zscores(values: Sequence[float]) -> list[float]:
-    if len(values) < 2:
-        return [0.0] * len(values)
-    mean, std = statistics.fmean(values), statistics.pstdev(values)
-    if std == 0:
-        return [0.0] * len(values)
-    return [(v - mean) / std for v in values]
+from service.types import Prompt, Scores, weighted_zsum, zscores  # noqa: F401  (zscores: re-exported)
 
 
 class EnsembleReward(RewardModel):
@@ -34,15 +26,11 @@ class EnsembleReward(RewardModel):
     async def score_many(self, batch) -> list[Scores]:
         # Each member scores the whole batch at once (its own batching applies).
         per_member = await asyncio.gather(*(model.score_many(batch) for _, model, _ in self.members))
+        weights = {name: weight for name, _, weight in self.members}
         out = []
-        for job, _ in enumerate(batch):
-            count = len(batch[job][1])
-            components = {
-                name: [round(weight * z, 4) for z in zscores(per_member[m][job].values)]
-                for m, (name, _, weight) in enumerate(self.members)
-            }
-            values = [round(sum(components[name][i] for name, _, _ in self.members), 4) for i in range(count)]
-            out.append(Scores(values, components))
+        for job in range(len(batch)):
+            components = {name: list(per_member[m][job].values) for m, (name, _, _) in enumerate(self.members)}
+            out.append(Scores(weighted_zsum(components, weights), components, weights))
         return out
 
     async def score(self, prompt: Prompt, completions: Sequence[str], max_tokens: int | None = None) -> Scores:

@@ -171,12 +171,22 @@ def ensemble(weights):
     return make_reward_models(configs)["mix"]
 
 
-def test_ensemble_sums_weighted_zscores_and_reports_components():
+def test_ensemble_sums_weighted_zscores_and_reports_raw_components():
     scores = run(ensemble({"fake": 1.0, "slop": 2.0}).score(PROMPT, TEXTS, 64))
-    assert set(scores.components) == {"fake", "slop"}
-    for i in range(len(TEXTS)):
-        assert scores.values[i] == pytest.approx(scores.components["fake"][i] + scores.components["slop"][i], abs=1e-3)
-    assert sum(scores.components["slop"]) == pytest.approx(0, abs=1e-3)  # z-scored within the request
+    assert scores.components["fake"] == [float(len(t)) for t in TEXTS]  # each member's own score
+    zf, zs = zscores(scores.components["fake"]), zscores(scores.components["slop"])
+    assert scores.values == pytest.approx([zf[i] + 2 * zs[i] for i in range(3)], abs=1e-3)
+    assert sum(scores.values) == pytest.approx(0, abs=1e-3)  # z-scored within the request
+
+
+def test_ensemble_scores_merged_across_calls_equal_one_call():
+    from service.types import merge_scores
+
+    model = ensemble({"fake": 1.0, "slop": 1.0})
+    whole = run(model.score(PROMPT, TEXTS, 64))
+    parts = [run(model.score(PROMPT, TEXTS[:1], 64)), run(model.score(PROMPT, TEXTS[1:], 64))]
+    assert parts[0].values == [0.0]  # alone, a candidate has nothing to be compared with
+    assert merge_scores(parts).values == pytest.approx(whole.values, abs=1e-3)
 
 
 def test_ensemble_is_not_swamped_by_a_members_scale():

@@ -165,3 +165,19 @@ def test_a_failing_reward_fails_the_request():
 
     with pytest.raises(ConnectionError):
         select(FakeGenerator(FakeGeneratorConfig(texts=["a", "bb"])), Failing(FakeRewardConfig()), best_of=2)
+
+
+def test_an_ensemble_ranks_candidates_scored_in_different_micro_batches_together():
+    from service.config import EnsembleMember, EnsembleRewardConfig, SlopRewardConfig
+    from service.reward import make_reward_models
+
+    reward = make_reward_models({
+        "fake": FakeRewardConfig(), "slop": SlopRewardConfig(),
+        "mix": EnsembleRewardConfig(members=[EnsembleMember(name="fake"), EnsembleMember(name="slop")]),
+    })["mix"]
+    texts = ["Great question! It depends.", "Keep bread in a paper bag, then freeze it.", "ok"]
+    gen = FakeGenerator(FakeGeneratorConfig(texts=texts, candidate_delays_s=[0, 0.2, 0.4]))
+    result = select(gen, reward, best_of=3)
+    assert result.score_calls == 3  # one candidate per call
+    assert result.chosen[0].candidate.text == texts[1]
+    assert result.chosen[0].score > 0 and sum(sc.score for sc in result.scored) == pytest.approx(0, abs=1e-3)
