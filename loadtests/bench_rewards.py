@@ -51,7 +51,7 @@ def random_classifier(preset: str, device: str, max_length: int):
         model = LlamaForSequenceClassification(config).to(dtype).eval()
     reward = SequenceClassifierReward(SequenceClassifierRewardConfig(path="(random)", max_length=max_length,
                                                                      batch_size=64, device=device))
-    reward.model, reward.tokenizer, reward.device = model, tokenizer, device
+    reward.model, reward.tokenizer, reward.device, reward.loaded = model, tokenizer, device, True
     return reward
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from typing import Sequence
 
@@ -31,3 +32,38 @@ class RewardModel(ABC):
         models that run on a device override it to fill one padded batch.
         """
         return [await self.score(prompt, completions, max_tokens) for prompt, completions, max_tokens in batch]
+
+
+class DeviceRewardModel(RewardModel):
+    """A model that runs a forward pass on CPU or GPU over (prompt, completion) pairs.
+
+    Subclasses implement `load()` and `score_pairs()`, both blocking; this class
+    runs them off the event loop and flattens the jobs of concurrent requests into
+    one list of pairs, so a device batch can span requests.
+    """
+
+    loaded = False
+
+    @abstractmethod
+    def load(self) -> None: ...
+
+    @abstractmethod
+    def score_pairs(self, pairs: list[tuple[Prompt, str]]) -> list[float]: ...
+
+    async def start(self) -> None:
+        if not self.loaded:
+            await asyncio.to_thread(self.load)
+            self.loaded = True
+
+    async def score_many(self, batch: Sequence[tuple[Prompt, Sequence[str], int | None]]) -> list[Scores]:
+        await self.start()
+        pairs = [(prompt, c) for prompt, completions, _ in batch for c in completions]
+        values = await asyncio.to_thread(self.score_pairs, pairs)
+        out, start = [], 0
+        for _, completions, _ in batch:
+            out.append(Scores(values[start : start + len(completions)]))
+            start += len(completions)
+        return out
+
+    async def score(self, prompt: Prompt, completions: Sequence[str], max_tokens: int | None = None) -> Scores:
+        return (await self.score_many([(prompt, completions, max_tokens)]))[0]

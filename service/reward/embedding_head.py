@@ -7,14 +7,13 @@ and the held-out accuracy it reached. No pickle, so a head file cannot run code.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Sequence
 
 from service.config import EmbeddingHeadRewardConfig
-from service.reward.base import RewardModel
-from service.types import Prompt, Scores
+from service.reward.base import DeviceRewardModel
+from service.types import Prompt
 
 SHIPPED_HEADS = Path(__file__).parent / "heads"
 SHIPPED_PREFIX = "shipped:"
@@ -69,7 +68,7 @@ def load_head(path: Path):
     return head.eval(), meta
 
 
-class EmbeddingHeadReward(RewardModel):
+class EmbeddingHeadReward(DeviceRewardModel):
     kind = "embedding-head"
 
     def __init__(self, config: EmbeddingHeadRewardConfig):
@@ -78,10 +77,7 @@ class EmbeddingHeadReward(RewardModel):
         self.head = None
         self.meta: dict = {}
 
-    async def start(self) -> None:
-        await asyncio.to_thread(self._load)
-
-    def _load(self) -> None:
+    def load(self) -> None:
         from service.reward.encoder import SentenceEncoder
 
         self.head, self.meta = load_head(resolve_head_path(self.config.head))
@@ -94,28 +90,10 @@ class EmbeddingHeadReward(RewardModel):
         self.encoder = SentenceEncoder(encoder_name, self.config.device)
         self.head.to(self.encoder.device)
 
-    def _score_many(self, batch) -> list[Scores]:
+    def score_pairs(self, pairs: list[tuple[Prompt, str]]) -> list[float]:
         import torch
 
-        prompts, texts, sizes = [], [], []
-        for prompt, completions, _ in batch:
-            prompts += [prompt.last_user_text()] * len(completions)
-            texts += list(completions)
-            sizes.append(len(completions))
+        prompts = [prompt.last_user_text() for prompt, _ in pairs]
         with torch.inference_mode():
-            x = features(self.encoder, prompts, texts, self.config.batch_size).to(self.encoder.device)
-            values = self.head(x).squeeze(-1).float().cpu().tolist()
-        out, start = [], 0
-        for size in sizes:
-            out.append(Scores([round(v, 4) for v in values[start : start + size]]))
-            start += size
-        return out
-
-    async def score_many(self, batch) -> list[Scores]:
-        if self.head is None:
-            await self.start()
-        # The forward pass is CPU/GPU bound: keep the event loop free meanwhile.
-        return await asyncio.to_thread(self._score_many, batch)
-
-    async def score(self, prompt: Prompt, completions: Sequence[str], max_tokens: int | None = None) -> Scores:
-        return (await self.score_many([(prompt, completions, max_tokens)]))[0]
+            x = features(self.encoder, prompts, [c for _, c in pairs], self.config.batch_size).to(self.encoder.device)
+            return [round(v, 4) for v in self.head(x).squeeze(-1).float().cpu().tolist()]

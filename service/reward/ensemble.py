@@ -14,7 +14,7 @@ import asyncio
 from typing import Sequence
 
 from service.reward.base import RewardModel
-from service.types import Prompt, Scores, weighted_zsum, zscores  # noqa: F401  (zscores: re-exported)
+from service.types import Prompt, Scores, weighted_zsum
 
 
 class EnsembleReward(RewardModel):

@@ -9,13 +9,10 @@ bf16 on CUDA when present, fp32 on CPU.
 
 from __future__ import annotations
 
-import asyncio
-from typing import Sequence
-
 from service.config import SequenceClassifierRewardConfig
-from service.reward.base import RewardModel
+from service.reward.base import DeviceRewardModel
 from service.reward.encoder import pick_device
-from service.types import Prompt, Scores
+from service.types import Prompt
 
 
 def conversation(prompt: Prompt, completion: str) -> list[dict[str, str]]:
@@ -23,7 +20,7 @@ def conversation(prompt: Prompt, completion: str) -> list[dict[str, str]]:
     return turns + [{"role": "assistant", "content": completion}]
 
 
-class SequenceClassifierReward(RewardModel):
+class SequenceClassifierReward(DeviceRewardModel):
     kind = "sequence-classifier"
 
     def __init__(self, config: SequenceClassifierRewardConfig):
@@ -32,10 +29,7 @@ class SequenceClassifierReward(RewardModel):
         self.tokenizer = None
         self.device = "cpu"
 
-    async def start(self) -> None:
-        await asyncio.to_thread(self._load)
-
-    def _load(self) -> None:
+    def load(self) -> None:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -62,9 +56,10 @@ class SequenceClassifierReward(RewardModel):
         # Keep the end: the completion is what is being judged.
         return ids[-self.config.max_length :]
 
-    def _score_flat(self, sequences: list[list[int]]) -> list[float]:
+    def score_pairs(self, pairs: list[tuple[Prompt, str]]) -> list[float]:
         import torch
 
+        sequences = [self.token_ids(prompt, completion) for prompt, completion in pairs]
         order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
         values = [0.0] * len(sequences)
         pad = self.tokenizer.pad_token_id
@@ -82,23 +77,3 @@ class SequenceClassifierReward(RewardModel):
                 for row, i in enumerate(chunk):
                     values[i] = float(logits[row, 0].float())
         return values
-
-    def _score_many(self, batch) -> list[Scores]:
-        sequences, sizes = [], []
-        for prompt, completions, _ in batch:
-            sequences += [self.token_ids(prompt, c) for c in completions]
-            sizes.append(len(completions))
-        values = self._score_flat(sequences)
-        out, start = [], 0
-        for size in sizes:
-            out.append(Scores(values[start : start + size]))
-            start += size
-        return out
-
-    async def score_many(self, batch) -> list[Scores]:
-        if self.model is None:
-            await self.start()
-        return await asyncio.to_thread(self._score_many, batch)
-
-    async def score(self, prompt: Prompt, completions: Sequence[str], max_tokens: int | None = None) -> Scores:
-        return (await self.score_many([(prompt, completions, max_tokens)]))[0]

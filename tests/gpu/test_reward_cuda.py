@@ -12,6 +12,7 @@ from service.config import EmbeddingHeadRewardConfig, SequenceClassifierRewardCo
 from service.reward.embedding_head import EmbeddingHeadReward  # noqa: E402
 from service.reward.sequence_classifier import SequenceClassifierReward  # noqa: E402
 from service.types import Prompt  # noqa: E402
+from tests.tiny_models import tiny_reward_model  # noqa: E402
 
 pytestmark = pytest.mark.gpu
 PROMPT = Prompt(text="How do I keep bread fresh?")
@@ -20,18 +21,7 @@ TEXTS = ["Freeze it sliced.", "Great question! It depends.", "Paper bag, two day
 
 @pytest.fixture(scope="module")
 def tiny_classifier(tmp_path_factory):
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
-
-    from service.embedded import prepare_smollm2
-
-    folder = tmp_path_factory.mktemp("tiny-rm")
-    tokenizer = AutoTokenizer.from_pretrained(prepare_smollm2())
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, num_labels=1,
-                         pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
-    LlamaForSequenceClassification(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
+    return tiny_reward_model(tmp_path_factory.mktemp("tiny-rm"), hidden_size=128)
 
 
 def test_sequence_classifier_runs_bf16_on_cuda_and_batches_consistently(tiny_classifier):

@@ -15,10 +15,11 @@ from service.config import (
     SlopRewardConfig,
 )
 from service.reward import make_reward_models
-from service.reward.ensemble import zscores
+from service.types import zscores
 from service.reward.remote import RemoteReward, RewardServiceError
 from service.reward.sequence_classifier import SequenceClassifierReward
 from service.types import Prompt
+from tests.tiny_models import tiny_reward_model
 
 PROMPT = Prompt(text="How do I keep bread fresh?")
 TEXTS = ["Freeze it sliced.", "Great question! It depends on many factors.", "Paper bag, two days, then the freezer."]
@@ -33,22 +34,7 @@ def run(coro):
 
 @pytest.fixture(scope="module")
 def tiny_classifier(tmp_path_factory):
-    """A randomly initialised Llama reward model built from a config; the tokenizer
-    (with its chat template) comes from the embedded SmolLM2."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
-
-    from service.embedded import prepare_smollm2
-
-    folder = tmp_path_factory.mktemp("tiny-rm")
-    tokenizer = AutoTokenizer.from_pretrained(prepare_smollm2())
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, num_labels=1,
-                         pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
-    LlamaForSequenceClassification(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
+    return tiny_reward_model(tmp_path_factory.mktemp("tiny-rm"))
 
 
 def test_sequence_classifier_scores_each_completion_with_its_raw_logit(tiny_classifier):
