@@ -22,7 +22,8 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from service import metrics
-from service.config import ScorerConfig, ServiceConfig, cache_dir, parse_config, parse_rewards
+from service.config import GeneratorConfig, ScorerConfig, ServiceConfig, cache_dir, parse_config, parse_rewards
+from service.errors import NotFound
 from service.generator import Generator, make_generator
 from service.reward import RewardModel, make_reward_models
 from service.reward.catalog import RewardSet
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 
 
 class GeneratorServer:
-    async def __init__(self, config):
+    async def __init__(self, config: GeneratorConfig):
         self.generator = make_generator(config)
         await self.generator.start()
 
@@ -86,6 +87,9 @@ class ScorerServer:
         return {"default": self.default, "kinds": {name: model.kind for name, model in self.models.items()}}
 
     async def score(self, job: ScoreJob) -> Scores:
+        if job.reward_model not in self.models:  # removed by a reconfigure since the ingress looked
+            raise NotFound(f"reward_model {job.reward_model!r} is not configured", param="reward_model",
+                           code="reward_model_not_found")
         return await self.score_jobs(job)
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
