@@ -158,12 +158,23 @@ def create_api(config: ServiceConfig, generator: Generator, catalog: RewardCatal
             raise reject("latency_budget_ms", f"latency_budget_ms: at most {limits.latency_budget_ms_max}")
         return reward, best_of, max_tokens, budget_ms
 
+    async def adapt(best_of: int, n: int) -> int:
+        """Fewer candidates when the generator is saturated, so budgets still hold."""
+        if not limits.saturation_candidates:
+            return best_of
+        room = limits.saturation_candidates - await generator.load()
+        if room >= best_of:
+            return best_of
+        metrics.ADAPTIVE_REDUCTIONS.inc()
+        return max(limits.best_of_floor, n, min(best_of, room))
+
     async def rerank(req, request: Request, chat: bool, max_tokens: int | None) -> Response:
         started = time.time()
         authorize(request)
         (reward_name, reward), best_of, max_tokens, budget_ms = await plan(req, max_tokens)
         deadline = Deadline(started + budget_ms / 1000.0)
         prompt = req.to_prompt()
+        effective = await adapt(best_of, req.n)
         try:
             async with asyncio.timeout(budget_ms / 1000.0 + DEADLINE_GRACE_S):
                 selection = await best_of_n(
@@ -171,7 +182,7 @@ def create_api(config: ServiceConfig, generator: Generator, catalog: RewardCatal
                     reward,
                     prompt,
                     req.sampling(max_tokens),
-                    best_of=best_of,
+                    best_of=effective,
                     n=req.n,
                     deadline=deadline,
                     scoring_reserve_s=min(SCORING_RESERVE_S, budget_ms / 4000.0),
@@ -187,8 +198,8 @@ def create_api(config: ServiceConfig, generator: Generator, catalog: RewardCatal
             raise
         except Exception as exc:
             raise unwrapped(exc) from None
-        record(selection, reward_name, best_of)
-        body = respond(req, chat, selection, reward_name, best_of, budget_ms, started)
+        record(selection, reward_name, effective)
+        body = respond(req, chat, selection, reward_name, best_of, effective, budget_ms, started)
         if req.stream:
             return StreamingResponse(stream_chunks(body, chat, req), media_type="text/event-stream")
         return JSONResponse(body)
@@ -208,7 +219,7 @@ def create_api(config: ServiceConfig, generator: Generator, catalog: RewardCatal
         if selection.stopped_early:
             metrics.BUDGET_CUTOFFS.inc()
 
-    def respond(req, chat, selection: Selection, reward_name, best_of, budget_ms, started) -> dict:
+    def respond(req, chat, selection: Selection, reward_name, best_of, effective, budget_ms, started) -> dict:
         choices = []
         for index, sc in enumerate(selection.chosen):
             c = sc.candidate
@@ -218,6 +229,7 @@ def create_api(config: ServiceConfig, generator: Generator, catalog: RewardCatal
                 choices.append({"index": index, "text": c.text, "finish_reason": c.finish_reason, "logprobs": None})
         reranking = Reranking(
             best_of=best_of,
+            effective_best_of=effective,
             candidates_generated=selection.candidates_generated,
             candidates_scored=len(selection.scored),
             reward_model=reward_name,

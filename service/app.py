@@ -47,6 +47,9 @@ class GeneratorServer:
     async def check_ready(self) -> None:
         await self.generator.check_ready()
 
+    async def load(self) -> int:
+        return await self.generator.load()
+
     async def check_health(self) -> None:  # called by Ray Serve; raising restarts the replica
         await self.generator.check_ready()
 
@@ -114,6 +117,7 @@ class RemoteGenerator(Generator):
         self.handle = handle
         self.model_name = info["model_name"]
         self.max_model_len = info["max_model_len"]
+        self.last_load, self.load_read_at = 0, 0.0
 
     async def generate(self, prompt, sampling, n, deadline) -> AsyncIterator[Candidate]:
         stream = self.handle.options(stream=True).generate.remote(prompt, sampling, n, deadline)
@@ -126,6 +130,13 @@ class RemoteGenerator(Generator):
 
     async def check_ready(self) -> None:
         await self.handle.check_ready.remote()
+
+    async def load(self) -> int:
+        # Read at most every 0.2 s: a hot path should not add a round trip per request.
+        if time.monotonic() - self.load_read_at > 0.2:
+            self.last_load = await self.handle.load.remote()
+            self.load_read_at = time.monotonic()
+        return self.last_load
 
 
 class ScorerCatalog:

@@ -47,7 +47,13 @@ REWARD_UPLIFT = Histogram(
     "prune_reward_uplift", "Chosen reward minus the first candidate's: the gain over plain sampling.",
     ["reward_model"], buckets=(0, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 100),
 )
-BEST_OF = Histogram("prune_best_of", "Candidates sampled per request.", buckets=(1, 2, 4, 8, 16, 32, 64))
+BEST_OF = Histogram(
+    "prune_effective_best_of", "Candidates sampled per request (after adaptive reduction).",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
+ADAPTIVE_REDUCTIONS = Counter(
+    "prune_adaptive_reductions", "Requests given fewer candidates than asked because the generator was saturated."
+)
 SCORER_BATCH_SIZE = Histogram(
     "prune_scorer_batch_size", "Completions per reward call of the scorer deployment (across requests).",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),

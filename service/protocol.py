@@ -148,6 +148,7 @@ class CandidateReport(BaseModel):
 
 class Reranking(BaseModel):
     best_of: int
+    effective_best_of: int = Field(description="Candidates actually sampled: lower than best_of under load.")
     candidates_generated: int
     candidates_scored: int
     reward_model: str

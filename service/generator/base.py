@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 import asyncio
+import contextlib
 from typing import Any, AsyncIterator, Callable, Coroutine, Sequence
 
 from service import metrics
@@ -26,6 +27,20 @@ class Generator(ABC):
 
     model_name: str
     max_model_len: int
+    running: int = 0  # candidates generating right now, across requests
+
+    @contextlib.contextmanager
+    def running_candidate(self):
+        """Count a candidate as load while it generates (see `load`)."""
+        self.running += 1
+        try:
+            yield
+        finally:
+            self.running -= 1
+
+    async def load(self) -> int:
+        """Candidates generating right now: what adaptive best_of reacts to."""
+        return self.running
 
     async def start(self) -> None:
         """Load weights, start engines. Called once before the first request."""

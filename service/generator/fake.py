@@ -41,17 +41,18 @@ class FakeGenerator(Generator):
         words = self._text((sampling.seed or 0) + i, prompt).split()
         out: list[str] = []
         try:
-            if self.config.candidate_delays_s:
-                delays = self.config.candidate_delays_s
-                await asyncio.sleep(delays[i % len(delays)])
-            for word in words[: sampling.max_tokens]:
-                if self.config.seconds_per_token:
-                    await asyncio.sleep(self.config.seconds_per_token)
-                out.append(word)
-                progress[i] = out
-                self.generated_tokens += 1
-                if any(s in " ".join(out) for s in sampling.stop):
-                    break
+            with self.running_candidate():
+                if self.config.candidate_delays_s:
+                    delays = self.config.candidate_delays_s
+                    await asyncio.sleep(delays[i % len(delays)])
+                for word in words[: sampling.max_tokens]:
+                    if self.config.seconds_per_token:
+                        await asyncio.sleep(self.config.seconds_per_token)
+                    out.append(word)
+                    progress[i] = out
+                    self.generated_tokens += 1
+                    if any(s in " ".join(out) for s in sampling.stop):
+                        break
         except asyncio.CancelledError:
             self.aborted += 1
             raise

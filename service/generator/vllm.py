@@ -107,9 +107,10 @@ class VLLMGenerator(Generator):
                 output_kind=RequestOutputKind.CUMULATIVE,  # partial text is there at the deadline
             )
             final = None
-            async for out in self.engine.generate(TokensPrompt(prompt_token_ids=ids), params, f"{request_id}-{i}"):
-                final = out.outputs[0]
-                latest[i] = (final.text, len(final.token_ids))
+            with self.running_candidate():
+                async for out in self.engine.generate(TokensPrompt(prompt_token_ids=ids), params, f"{request_id}-{i}"):
+                    final = out.outputs[0]
+                    latest[i] = (final.text, len(final.token_ids))
             return Candidate(i, final.text, final.finish_reason or "stop", len(final.token_ids), prompt_tokens=len(ids))
 
         def partial(i: int) -> Candidate:

@@ -195,7 +195,7 @@ def test_models_health_and_metrics(client):
     for name in ("prune_request_latency_seconds", "prune_generate_latency_seconds", "prune_score_latency_seconds",
                  "prune_candidates_generated_total", "prune_candidates_scored_total", "prune_chosen_reward",
                  "prune_budget_cutoffs_total", "prune_candidate_reward", "prune_reward_margin",
-                 "prune_reward_uplift", "prune_best_of", "prune_budget_exhausted_total"):
+                 "prune_reward_uplift", "prune_effective_best_of", "prune_budget_exhausted_total"):
         assert name in text
 
 
@@ -255,3 +255,44 @@ def test_metrics_show_only_prunes_own_families(client):
     Counter("vllm_like_metric", "a library's own metric").inc()
     text = client.get("/metrics").text
     assert "vllm_like_metric" not in text and "prune_requests_total" in text
+
+
+def test_adaptive_best_of_shrinks_under_load_down_to_the_floor():
+    client = make_client(limits={"saturation_candidates": 6, "best_of_floor": 2})
+    assert complete(client, best_of=4).json()["reranking"]["effective_best_of"] == 4  # idle: as asked
+
+    async def busy():
+        return 3  # three candidates of other requests are generating
+
+    client.generator.load = busy
+    rr = complete(client, best_of=4).json()["reranking"]
+    assert (rr["best_of"], rr["effective_best_of"], rr["candidates_generated"]) == (4, 3, 3)
+
+    async def saturated():
+        return 10
+
+    client.generator.load = saturated
+    assert complete(client, best_of=4).json()["reranking"]["effective_best_of"] == 2  # the floor
+    assert complete(client, best_of=4, n=3).json()["reranking"]["effective_best_of"] == 3  # never below n
+    assert "prune_adaptive_reductions_total 3.0" in client.get("/metrics").text
+
+
+def test_the_fake_generator_reports_running_candidates_as_load():
+    import asyncio
+
+    from service.config import FakeGeneratorConfig
+    from service.types import Deadline, Prompt, SamplingSpec
+
+    gen = FakeGenerator(FakeGeneratorConfig(texts=["a b c d e f"], seconds_per_token=0.05))
+
+    async def scenario():
+        stream = gen.generate(Prompt(text="x"), SamplingSpec(max_tokens=6), 3, Deadline.after_ms(5000))
+        first = asyncio.ensure_future(stream.__anext__())
+        await asyncio.sleep(0.1)
+        during = await gen.load()
+        await first
+        async for _ in stream:
+            pass
+        return during, await gen.load()
+
+    assert asyncio.run(scenario()) == (3, 0)
