@@ -105,8 +105,5 @@ class Deadline:
     def remaining(self) -> float:
         return self.at - time.time()
 
-    def expired(self) -> bool:
-        return self.remaining() <= 0
-
     def earlier_by(self, seconds: float) -> "Deadline":
         return Deadline(self.at - seconds)
