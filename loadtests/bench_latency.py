@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import json
 import statistics
 import sys
 import time
+
+from loadtests.report import write_csv
 import urllib.request
 
 PROMPTS = [
@@ -120,10 +121,7 @@ def main() -> int:
     else:
         rows = asyncio.run(bench_inprocess(args.inprocess, best_ofs, args.max_tokens, args.repeats))
     if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(rows, args.csv)
     return 0
 
 

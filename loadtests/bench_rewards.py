@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import sys
 import time
+
+from loadtests.report import write_csv
 
 PRESETS = {
     "smollm2-135m": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
@@ -110,10 +111,7 @@ def main() -> int:
             rows.append(row)
             print(row, flush=True)
     if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(rows, args.csv)
     return 0
 
 

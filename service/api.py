@@ -174,9 +174,9 @@ def create_api(config: ServiceConfig, generator: Generator, catalog: RewardCatal
         (reward_name, reward), best_of, max_tokens, budget_ms = await plan(req, max_tokens)
         deadline = Deadline(started + budget_ms / 1000.0)
         prompt = req.to_prompt()
-        effective = await adapt(best_of, req.n)
         try:
             async with asyncio.timeout(budget_ms / 1000.0 + DEADLINE_GRACE_S):
+                effective = await adapt(best_of, req.n)
                 selection = await best_of_n(
                     generator,
                     reward,
@@ -204,8 +204,8 @@ def create_api(config: ServiceConfig, generator: Generator, catalog: RewardCatal
             return StreamingResponse(stream_chunks(body, chat, req), media_type="text/event-stream")
         return JSONResponse(body)
 
-    def record(selection: Selection, reward_name: str, best_of: int) -> None:
-        metrics.BEST_OF.observe(best_of)
+    def record(selection: Selection, reward_name: str, effective_best_of: int) -> None:
+        metrics.BEST_OF.observe(effective_best_of)
         metrics.GENERATE_LATENCY.observe(selection.generate_s)
         metrics.SCORE_LATENCY.observe(selection.score_s)
         metrics.CANDIDATES_GENERATED.inc(selection.candidates_generated)

@@ -97,6 +97,13 @@ class ChatMessage(BaseModel):
         return "".join(parts)
 
 
+def messages_prompt(messages: list[ChatMessage]) -> Prompt:
+    # "developer" is OpenAI's newer name for "system"; chat templates know only the latter.
+    return Prompt(
+        messages=tuple({"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in messages)
+    )
+
+
 class ChatCompletionRequest(_Request):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
@@ -109,11 +116,7 @@ class ChatCompletionRequest(_Request):
         return v
 
     def to_prompt(self) -> Prompt:
-        # "developer" is OpenAI's newer name for "system"; chat templates know only the latter.
-        msgs = tuple(
-            {"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in self.messages
-        )
-        return Prompt(messages=msgs)
+        return messages_prompt(self.messages)
 
     def requested_max_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
@@ -132,7 +135,7 @@ class RewardsRequest(BaseModel):
         if (self.prompt is None) == (self.messages is None):
             raise reject("prompt", "give exactly one of prompt or messages")
         if self.messages is not None:
-            return ChatCompletionRequest(model="", messages=self.messages).to_prompt()
+            return messages_prompt(self.messages)
         return Prompt(text=self.prompt)
 
 

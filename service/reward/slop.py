@@ -102,8 +102,18 @@ WEIGHTS = {
 }
 
 
-def _count_phrases(text: str, phrases: Sequence[str]) -> int:
-    return sum(len(re.findall(r"(?<![a-z])" + re.escape(p) + r"(?![a-z])", text)) for p in phrases)
+def _phrase_patterns(phrases: Sequence[str]) -> list[re.Pattern]:
+    """One pattern per phrase, matched as whole words; compiled once at import."""
+    return [re.compile(r"(?<![a-z])" + re.escape(p) + r"(?![a-z])") for p in phrases]
+
+
+SLOP_PATTERNS, HEDGE_PATTERNS = _phrase_patterns(SLOP_PHRASES), _phrase_patterns(HEDGES)
+OPENER_PATTERNS, CLOSER_PATTERNS = _phrase_patterns(SYCOPHANTIC_OPENERS), _phrase_patterns(SERVICE_CLOSERS)
+FILLER_PATTERNS = _phrase_patterns(FILLER_CONNECTIVES)
+
+
+def _count_phrases(text: str, patterns: Sequence[re.Pattern]) -> int:
+    return sum(len(p.findall(text)) for p in patterns)
 
 
 class SlopReward(RewardModel):
@@ -133,11 +143,11 @@ class SlopReward(RewardModel):
         repeated = sum(c - 1 for c in trigrams.values() if c > 1)
         bullets = len(BULLET.findall(text))
         raw = {
-            "slop_phrases": _count_phrases(lower, SLOP_PHRASES) * per100,
-            "hedging": _count_phrases(lower, HEDGES) * per100,
-            "sycophancy": float(_count_phrases(opening, SYCOPHANTIC_OPENERS) + _count_phrases(ending, SERVICE_CLOSERS)),
+            "slop_phrases": _count_phrases(lower, SLOP_PATTERNS) * per100,
+            "hedging": _count_phrases(lower, HEDGE_PATTERNS) * per100,
+            "sycophancy": float(_count_phrases(opening, OPENER_PATTERNS) + _count_phrases(ending, CLOSER_PATTERNS)),
             "not_x_but_y": float(sum(len(p.findall(text)) for p in NOT_X_BUT_Y)),
-            "list_padding": (bullets + _count_phrases(lower, FILLER_CONNECTIVES)) * per100 / 4,
+            "list_padding": (bullets + _count_phrases(lower, FILLER_PATTERNS)) * per100 / 4,
             "verbosity": max(0.0, n / target_words - 1.0),
             "repetition": repeated / max(n - 2, 1),
             "specificity": min(len(SPECIFIC.findall(text)) * per100, 10.0),
