@@ -32,10 +32,11 @@ from service.protocol import (
     now,
     reject,
 )
+from service.pruning import Pruning
 from service.reward.base import RewardModel
 from service.reward.catalog import RewardCatalog
 from service.selection import Selection, best_of_n
-from service.types import Deadline
+from service.types import Deadline, PruningSpec
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,19 @@ def create_api(config: ServiceConfig, generator: Generator, catalog: RewardCatal
         if room >= best_of:
             return best_of
         metrics.ADAPTIVE_REDUCTIONS.inc()
-        return max(limits.best_of_floor, n, min(best_of, room))
+        floor = max(limits.best_of_floor, limits.min_candidates, n)
+        return min(best_of, max(floor, room))
+
+    def pruning_for(req, reward_name: str, reward: RewardModel) -> Pruning | None:
+        """The request's pruning schedule: its own, the configured one, or none."""
+        configured, asked = config.pruning, req.pruning
+        if not (asked.enabled if asked is not None else configured.enabled):
+            return None
+        spec = PruningSpec(
+            checkpoints=tuple((asked and asked.checkpoints) or configured.checkpoints),
+            fraction=(asked and asked.fraction) or configured.fraction,
+        )
+        return Pruning(spec, max(req.n, limits.min_candidates), reward_name, reward)
 
     async def rerank(req, request: Request, chat: bool, max_tokens: int | None) -> Response:
         started = time.time()
@@ -186,6 +199,7 @@ def create_api(config: ServiceConfig, generator: Generator, catalog: RewardCatal
                     n=req.n,
                     deadline=deadline,
                     scoring_reserve_s=min(SCORING_RESERVE_S, budget_ms / 4000.0),
+                    pruning=pruning_for(req, reward_name, reward),
                 )
         except TimeoutError:
             metrics.BUDGET_CUTOFFS.inc()
@@ -236,7 +250,9 @@ def create_api(config: ServiceConfig, generator: Generator, catalog: RewardCatal
             scores=[sc.score for sc in selection.chosen],
             elapsed_ms=round((time.time() - started) * 1000, 1),
             budget_ms=budget_ms,
+            deadline_ms=round(started * 1000) + budget_ms,
             stopped_early=selection.stopped_early,
+            candidates_pruned=selection.candidates_pruned,
             candidates=[
                 CandidateReport(
                     text=sc.candidate.text,

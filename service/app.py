@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, AsyncIterator, Sequence
 
@@ -25,6 +25,7 @@ from service import metrics
 from service.config import GeneratorConfig, ScorerConfig, ServiceConfig, cache_dir, parse_config, parse_rewards
 from service.errors import NotFound
 from service.generator import Generator, make_generator
+from service.pruning import Pruning
 from service.reward import RewardModel, make_reward_models
 from service.reward.catalog import RewardSet
 from service.types import Candidate, Deadline, Prompt, SamplingSpec, Scores
@@ -33,15 +34,20 @@ log = logging.getLogger(__name__)
 
 
 class GeneratorServer:
-    async def __init__(self, config: GeneratorConfig):
+    async def __init__(self, config: GeneratorConfig, scorer: DeploymentHandle):
         self.generator = make_generator(config)
+        self.scorer = scorer  # judges partial texts for early pruning
         await self.generator.start()
 
     def info(self) -> dict[str, Any]:
         return {"model_name": self.generator.model_name, "max_model_len": self.generator.max_model_len}
 
-    async def generate(self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline):
-        async for candidate in self.generator.generate(prompt, sampling, n, deadline):
+    async def generate(
+        self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline, pruning: Pruning | None = None
+    ):
+        if pruning is not None:
+            pruning = replace(pruning, reward=ScorerHandleReward(self.scorer, pruning.reward_model, "remote"))
+        async for candidate in self.generator.generate(prompt, sampling, n, deadline, pruning):
             yield candidate
 
     async def check_ready(self) -> None:
@@ -119,8 +125,10 @@ class RemoteGenerator(Generator):
         self.max_model_len = info["max_model_len"]
         self.last_load, self.load_read_at = 0, 0.0
 
-    async def generate(self, prompt, sampling, n, deadline) -> AsyncIterator[Candidate]:
-        stream = self.handle.options(stream=True).generate.remote(prompt, sampling, n, deadline)
+    async def generate(self, prompt, sampling, n, deadline, pruning=None) -> AsyncIterator[Candidate]:
+        if pruning is not None:  # the generator replica scores through its own scorer handle
+            pruning = replace(pruning, reward=None)
+        stream = self.handle.options(stream=True).generate.remote(prompt, sampling, n, deadline, pruning)
         try:
             async for candidate in stream:
                 yield candidate
@@ -196,15 +204,15 @@ def build_app(args: dict[str, Any]) -> serve.Application:
         opts["ray_actor_options"]["runtime_env"] = env
         return opts
 
-    generator = (
-        serve.deployment(GeneratorServer, name="generator")
-        .options(**options(config.generator_deployment), health_check_period_s=10)
-        .bind(config.generator)
-    )
     scorer = (
         serve.deployment(ScorerServer, name="scorer")
         .options(**options(config.scorer), user_config=config.rewards().model_dump(mode="json"))
         .bind(config.scorer)
+    )
+    generator = (
+        serve.deployment(GeneratorServer, name="generator")
+        .options(**options(config.generator_deployment), health_check_period_s=10)
+        .bind(config.generator, scorer)
     )
     ingress = serve.deployment(serve.ingress()(Ingress), name="ingress").options(**options(config.ingress))
     return ingress.bind(config.model_dump(mode="json"), generator, scorer)

@@ -185,12 +185,34 @@ class Limits(Strict):
         "fewer (0: off)."
     )
     best_of_floor: int = Field(1, ge=1, description="Adaptive best_of never goes below this (nor below n).")
+    min_candidates: int = Field(
+        1, ge=1, description="Candidates to see finish (deadline permitting): pruning and adaptive best_of "
+        "never leave fewer."
+    )
 
     @model_validator(mode="after")
     def _defaults_within_caps(self) -> "Limits":
         for name in ("best_of", "max_tokens", "latency_budget_ms"):
             if getattr(self, f"{name}_default") > getattr(self, f"{name}_max"):
                 raise ValueError(f"{name}_default must not exceed {name}_max")
+        return self
+
+
+class PruningConfig(Strict):
+    """Early pruning (speculative rejection). Requests may turn it on or off and
+    give their own checkpoints and fraction (`pruning` in the request)."""
+
+    enabled: bool = False
+    checkpoints: list[int] = Field(
+        default_factory=lambda: [16], min_length=1, max_length=8,
+        description="Token counts at which the running candidates' partial texts are scored.",
+    )
+    fraction: float = Field(0.5, gt=0, lt=1, description="Share of the running candidates aborted at each checkpoint.")
+
+    @model_validator(mode="after")
+    def _increasing(self) -> "PruningConfig":
+        if self.checkpoints != sorted(set(self.checkpoints)) or self.checkpoints[0] < 1:
+            raise ValueError("pruning.checkpoints must be increasing token counts >= 1")
         return self
 
 
@@ -237,6 +259,7 @@ class ServiceConfig(Strict):
     reward_models: dict[str, RewardConfig] = Field(default_factory=default_reward_models)
     default_reward_model: str = "style"
     limits: Limits = Field(default_factory=Limits)
+    pruning: PruningConfig = Field(default_factory=PruningConfig)
     api_keys: list[str] = Field(
         default_factory=list, description="Accepted bearer tokens; empty means no authentication."
     )

@@ -34,7 +34,7 @@ CHOSEN_REWARD = Histogram(
     "prune_chosen_reward", "Reward of the returned candidate.", ["reward_model"], buckets=REWARD_BUCKETS
 )
 CANDIDATES_ABORTED = Counter(
-    "prune_candidates_aborted", "Candidates aborted in the engine before finishing (deadline or client gone)."
+    "prune_candidates_aborted", "Candidates aborted in the engine at the deadline or because the client went away."
 )
 CANDIDATE_REWARD = Histogram(
     "prune_candidate_reward", "Reward of every scored candidate.", ["reward_model"], buckets=REWARD_BUCKETS
@@ -57,6 +57,13 @@ ADAPTIVE_REDUCTIONS = Counter(
 SCORER_BATCH_SIZE = Histogram(
     "prune_scorer_batch_size", "Completions per reward call of the scorer deployment (across requests).",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+CANDIDATES_PRUNED = Counter(
+    "prune_candidates_pruned", "Candidates aborted at a pruning checkpoint for scoring low on their partial text."
+)
+QUEUE_WAIT = Histogram(
+    "prune_queue_wait_seconds", "Time a candidate waited in the engine's queue before it was first scheduled.",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
 )
 BUDGET_EXHAUSTED = Counter("prune_budget_exhausted", "Requests answered 504: no text within the budget.")
 BUDGET_CUTOFFS = Counter("prune_budget_cutoffs", "Requests whose latency budget cut candidates short.")

@@ -17,6 +17,22 @@ from service.errors import BadRequest
 from service.types import Prompt, SamplingSpec
 
 
+class PruningRequest(BaseModel):
+    """Early pruning for one request; what is left out comes from the config."""
+
+    model_config = ConfigDict(extra="forbid")  # prune's own object: a typo is an error
+    enabled: bool = True
+    checkpoints: list[int] | None = Field(None, min_length=1, max_length=8)
+    fraction: float | None = Field(None, gt=0, lt=1)
+
+    @field_validator("checkpoints")
+    @classmethod
+    def _increasing(cls, v):
+        if v is not None and (v != sorted(set(v)) or v[0] < 1):
+            raise ValueError("checkpoints must be increasing token counts >= 1")
+        return v
+
+
 class _Request(BaseModel):
     # OpenAI adds fields often; an unknown field is ignored, never a 400.
     model_config = ConfigDict(extra="ignore")
@@ -36,6 +52,18 @@ class _Request(BaseModel):
     latency_budget_ms: int | None = Field(None, ge=1, description="Answer within this many ms.")
     reward_model: str | None = Field(None, description="A configured reward model name.")
     return_candidates: bool = Field(False, description="Include every scored candidate.")
+    pruning: PruningRequest | None = Field(
+        None, description="Early pruning: true/false turns the configured schedule on/off; an object sets it."
+    )
+
+    @field_validator("pruning", mode="before")
+    @classmethod
+    def _pruning_switch(cls, v):
+        if isinstance(v, bool):
+            return {"enabled": v}
+        if v is not None and not isinstance(v, dict):
+            raise ValueError("pruning must be true, false or an object with checkpoints and fraction")
+        return v
 
     @field_validator("stop")
     @classmethod
@@ -157,8 +185,10 @@ class Reranking(BaseModel):
     reward_model: str
     scores: list[float] = Field(description="One per returned choice, in the same order.")
     elapsed_ms: float
-    budget_ms: int
-    stopped_early: bool
+    budget_ms: int = Field(description="The latency budget used: the request's, or the configured default.")
+    deadline_ms: int = Field(description="The deadline used, in Unix milliseconds.")
+    stopped_early: bool = Field(description="The deadline cut at least one candidate short.")
+    candidates_pruned: int = Field(description="Candidates aborted early for scoring low at a pruning checkpoint.")
     candidates: list[CandidateReport] | None = None
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from service.errors import BudgetExhausted
 from service.generator.base import Generator
+from service.pruning import Pruning
 from service.reward.base import RewardModel
 from service.types import Candidate, Deadline, Prompt, SamplingSpec, Scores, merge_scores
 
@@ -36,6 +37,7 @@ class Selection:
     prompt_tokens: int
     completion_tokens: int  # every token of every candidate, aborted ones included
     stopped_early: bool  # the deadline cut at least one candidate short
+    candidates_pruned: int  # aborted early for scoring low at a checkpoint
     generate_s: float  # until the last candidate arrived
     score_s: float  # time spent in reward calls (overlaps generation)
     score_calls: int
@@ -116,6 +118,7 @@ async def best_of_n(
     n: int,
     deadline: Deadline,
     scoring_reserve_s: float = 0.0,
+    pruning: Pruning | None = None,
 ) -> Selection:
     """Pick the n best of best_of candidates by the deadline.
 
@@ -128,7 +131,7 @@ async def best_of_n(
     started = time.perf_counter()
     candidates: list[Candidate] = []
     scorer = _Scorer(reward, prompt, sampling.max_tokens)
-    stream = generator.generate(prompt, sampling, best_of, deadline.earlier_by(scoring_reserve_s))
+    stream = generator.generate(prompt, sampling, best_of, deadline.earlier_by(scoring_reserve_s), pruning)
     try:
         async for candidate in stream:
             candidates.append(candidate)
@@ -137,9 +140,10 @@ async def best_of_n(
         generated = time.perf_counter()
         await scorer.drain()
         if not scorer.batches:  # nothing finished: fall back to the partial texts
-            for candidate in sorted(candidates, key=lambda c: c.index):
-                if candidate.text.strip():
-                    scorer.add(candidate)
+            partials = [c for c in candidates if c.text.strip()]
+            # The pruned ones were judged worse already; only if nothing else has text.
+            for candidate in sorted([c for c in partials if not c.pruned] or partials, key=lambda c: c.index):
+                scorer.add(candidate)
             await scorer.drain()
     finally:
         scorer.cancel()  # client gone or a failure: no scoring for nobody
@@ -158,7 +162,8 @@ async def best_of_n(
         candidates_generated=len(candidates),
         prompt_tokens=candidates[0].prompt_tokens,
         completion_tokens=sum(c.completion_tokens for c in candidates),
-        stopped_early=any(not c.finished for c in candidates),
+        stopped_early=any(not c.finished and not c.pruned for c in candidates),
+        candidates_pruned=sum(c.pruned for c in candidates),
         generate_s=generated - started,
         score_s=scorer.seconds,
         score_calls=scorer.calls,

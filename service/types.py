@@ -47,6 +47,23 @@ class Candidate:
     completion_tokens: int
     finished: bool = True
     prompt_tokens: int = 0  # the same for every candidate of a request
+    pruned: bool = False  # aborted at a pruning checkpoint for scoring low
+
+
+@dataclass(frozen=True)
+class PruningSpec:
+    """Early pruning (speculative rejection): when every running candidate has
+    `checkpoints[k]` tokens, score their partial texts and abort the lowest
+    `fraction` of them; then the same at the next checkpoint."""
+
+    checkpoints: tuple[int, ...]
+    fraction: float
+
+    def __post_init__(self):
+        if not self.checkpoints or list(self.checkpoints) != sorted(set(self.checkpoints)) or self.checkpoints[0] < 1:
+            raise ValueError("checkpoints must be increasing token counts >= 1")
+        if not 0 < self.fraction < 1:
+            raise ValueError("fraction must be between 0 and 1")
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator
+from typing import TYPE_CHECKING, AsyncIterator
 
 from service.config import FakeGeneratorConfig
 from service.errors import BadRequest
-from service.generator.base import Generator, race_deadline
+from service.generator.base import Generator, Progress, race_deadline
 from service.types import Candidate, Deadline, Prompt, SamplingSpec
+
+if TYPE_CHECKING:
+    from service.pruning import Pruning
 
 
 class FakeGenerator(Generator):
@@ -37,7 +40,7 @@ class FakeGenerator(Generator):
         text = prompt.text if prompt.text is not None else " ".join(m["content"] for m in prompt.messages or ())
         return len(text.split())
 
-    async def _one(self, i: int, prompt: Prompt, sampling: SamplingSpec, progress: dict, prompt_tokens: int) -> Candidate:
+    async def _one(self, i: int, prompt: Prompt, sampling: SamplingSpec, progress: Progress) -> Candidate:
         words = self._text((sampling.seed or 0) + i, prompt).split()
         out: list[str] = []
         try:
@@ -49,7 +52,7 @@ class FakeGenerator(Generator):
                     if self.config.seconds_per_token:
                         await asyncio.sleep(self.config.seconds_per_token)
                     out.append(word)
-                    progress[i] = out
+                    progress.update(i, " ".join(out), len(out))
                     self.generated_tokens += 1
                     if any(s in " ".join(out) for s in sampling.stop):
                         break
@@ -57,21 +60,16 @@ class FakeGenerator(Generator):
             self.aborted += 1
             raise
         reason = "length" if len(words) > sampling.max_tokens else "stop"
-        return Candidate(i, " ".join(out), reason, len(out), prompt_tokens=prompt_tokens)
+        return Candidate(i, " ".join(out), reason, len(out), prompt_tokens=progress.prompt_tokens)
 
     async def generate(
-        self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline
+        self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline, pruning: Pruning | None = None
     ) -> AsyncIterator[Candidate]:
         prompt_tokens = self.count_prompt_tokens(prompt)
         if prompt_tokens + sampling.max_tokens > self.max_model_len:
             raise BadRequest("prompt plus max_tokens exceeds the model's context", param="max_tokens")
-        progress: dict[int, list[str]] = {}
-
-        def partial(i: int) -> Candidate:
-            words = progress.get(i, [])
-            return Candidate(i, " ".join(words), "length", len(words), finished=False, prompt_tokens=prompt_tokens)
-
-        async for candidate in race_deadline(
-            [self._one(i, prompt, sampling, progress, prompt_tokens) for i in range(n)], deadline, partial
-        ):
+        progress = Progress(prompt_tokens, pruning.spec.checkpoints if pruning else ())
+        runs = [self._one(i, prompt, sampling, progress) for i in range(n)]
+        choose = pruning.chooser(prompt, sampling.max_tokens) if pruning else None
+        async for candidate in race_deadline(runs, deadline, progress, choose):
             yield candidate

@@ -10,13 +10,17 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from typing import AsyncIterator
+from typing import TYPE_CHECKING, AsyncIterator
 
+from service import metrics
 from service.config import VLLMGeneratorConfig
 from service.embedded import resolve_model_path
 from service.errors import BadRequest, Overloaded
-from service.generator.base import Generator, race_deadline
+from service.generator.base import Generator, Progress, race_deadline
 from service.types import Candidate, Deadline, Prompt, SamplingSpec
+
+if TYPE_CHECKING:
+    from service.pruning import Pruning
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +74,7 @@ class VLLMGenerator(Generator):
         return self.tokenizer.encode(prompt.text)
 
     async def generate(
-        self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline
+        self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline, pruning: Pruning | None = None
     ) -> AsyncIterator[Candidate]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
@@ -94,7 +98,7 @@ class VLLMGenerator(Generator):
             )
 
         request_id = uuid.uuid4().hex
-        latest: dict[int, tuple[str, int]] = {}  # candidate -> (text so far, tokens so far)
+        progress = Progress(len(ids), pruning.spec.checkpoints if pruning else ())
 
         async def run(i: int) -> Candidate:
             params = SamplingParams(
@@ -106,17 +110,17 @@ class VLLMGenerator(Generator):
                 seed=None if sampling.seed is None else sampling.seed + i,
                 output_kind=RequestOutputKind.CUMULATIVE,  # partial text is there at the deadline
             )
-            final = None
+            final, queued = None, True
             with self.running_candidate():
                 async for out in self.engine.generate(TokensPrompt(prompt_token_ids=ids), params, f"{request_id}-{i}"):
                     final = out.outputs[0]
-                    latest[i] = (final.text, len(final.token_ids))
+                    progress.update(i, final.text, len(final.token_ids))
+                    if queued and out.metrics is not None and out.metrics.scheduled_ts:
+                        queued = False
+                        metrics.QUEUE_WAIT.observe(max(out.metrics.scheduled_ts - out.metrics.queued_ts, 0.0))
             return Candidate(i, final.text, final.finish_reason or "stop", len(final.token_ids), prompt_tokens=len(ids))
 
-        def partial(i: int) -> Candidate:
-            text, tokens = latest.get(i, ("", 0))
-            return Candidate(i, text, "length", tokens, finished=False, prompt_tokens=len(ids))
-
         # Cancelling run(i) cancels its engine.generate(), which aborts the request in the engine.
-        async for candidate in race_deadline([run(i) for i in range(n)], deadline, partial):
+        choose = pruning.chooser(prompt, sampling.max_tokens) if pruning else None
+        async for candidate in race_deadline([run(i) for i in range(n)], deadline, progress, choose):
             yield candidate

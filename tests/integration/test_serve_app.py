@@ -27,7 +27,7 @@ def service(tmp_path_factory):
                 "import_path": "service.app:build_app",
                 "args": {
                     "generator": {"kind": "fake", "texts": TEXTS, "served_model_name": "fake-model",
-                                  "seconds_per_token": 0.001, "max_model_len": 100,
+                                  "seconds_per_token": 0.1, "max_model_len": 100,
                                   "candidate_delays_s": [0, 0, 0, 5]},
                     "limits": {"best_of_default": 3},
                     "reward_models": {"fake": {"kind": "fake"}, "slop": {"kind": "slop"}},
@@ -57,6 +57,16 @@ def test_completion_through_ray_serve(service):
     body = r.json()
     assert body["choices"][0]["text"] == TEXTS[1]
     assert body["reranking"]["candidates_scored"] == 3
+
+
+def test_pruning_through_ray_serve_judges_with_the_scorer_deployment(service):
+    # At the 1-token checkpoint the starts are "A", "The", "A"; the fake reward is
+    # length, so one of the "A"s goes (ties: the later), 0.2 s before it would finish.
+    body = {"model": "fake-model", "prompt": "Hi", "best_of": 3, "latency_budget_ms": 5000,
+            "pruning": {"checkpoints": [1], "fraction": 0.5}, "return_candidates": True}
+    rr = post(service, "/v1/completions", body).json()["reranking"]
+    assert rr["candidates_pruned"] == 1
+    assert [c["text"] for c in rr["candidates"]] == TEXTS[:2]
 
 
 def test_chat_streaming_through_ray_serve(service):
@@ -107,10 +117,11 @@ def test_a_client_that_hangs_up_gets_its_candidates_aborted(service):
                    if line.startswith("prune_candidates_aborted_total"))
 
     before = aborted()
-    # Candidate 3 starts after 5 s (candidate_delays_s); the client gives up after 0.5 s.
+    # Candidate 3 starts after 5 s (candidate_delays_s), the others finish in 0.6 s;
+    # the client gives up after 1 s.
     with pytest.raises(httpx.TimeoutException):
         httpx.post(f"{service.url}/v1/completions", json={"model": "fake-model", "prompt": "Hi", "best_of": 4},
-                   timeout=0.5)
+                   timeout=1.0)
     give_up = time.monotonic() + 10
     while aborted() < before + 1 and time.monotonic() < give_up:
         time.sleep(0.2)

@@ -296,3 +296,52 @@ def test_the_fake_generator_reports_running_candidates_as_load():
         return during, await gen.load()
 
     assert asyncio.run(scenario()) == (3, 0)
+
+
+PRUNABLE = ["x y z w v u", "longer start here and more", "q r s t o p", "the longest start of them all"]
+
+
+def test_pruning_per_request_and_by_config():
+    client = make_client(texts=PRUNABLE, generator={"seconds_per_token": 0.01})
+    rr = complete(client, best_of=4, pruning={"checkpoints": [2], "fraction": 0.5}).json()["reranking"]
+    assert rr["candidates_pruned"] == 2 and rr["candidates_scored"] == 2
+    assert complete(client, best_of=4).json()["reranking"]["candidates_pruned"] == 0  # off by default
+    assert "prune_candidates_pruned_total 2.0" in client.get("/metrics").text
+
+    client = make_client(texts=PRUNABLE, generator={"seconds_per_token": 0.01},
+                         pruning={"enabled": True, "checkpoints": [2], "fraction": 0.25})
+    assert complete(client, best_of=4).json()["reranking"]["candidates_pruned"] == 1
+    assert complete(client, best_of=4, pruning={"fraction": 0.5}).json()["reranking"]["candidates_pruned"] == 2
+    assert complete(client, best_of=4, pruning=False).json()["reranking"]["candidates_pruned"] == 0
+
+
+def test_min_candidates_bounds_pruning_and_adaptive_best_of():
+    client = make_client(texts=PRUNABLE, generator={"seconds_per_token": 0.01},
+                         limits={"min_candidates": 3, "saturation_candidates": 4})
+    rr = complete(client, best_of=4, pruning={"checkpoints": [2], "fraction": 0.75}).json()["reranking"]
+    assert rr["candidates_pruned"] == 1
+
+    async def saturated():
+        return 10
+
+    client.generator.load = saturated
+    assert complete(client, best_of=4).json()["reranking"]["effective_best_of"] == 3
+
+
+@pytest.mark.parametrize(
+    "pruning, param",
+    [({"fraction": 1.5}, "pruning.fraction"), ({"checkpoints": [8, 4]}, "pruning.checkpoints"),
+     ({"fracton": 0.5}, "pruning.fracton"), ("sometimes", "pruning")],
+)
+def test_bad_pruning_is_a_400_naming_the_field(client, pruning, param):
+    r = complete(client, pruning=pruning)
+    assert r.status_code == 400 and r.json()["error"]["param"] == param
+
+
+def test_reranking_reports_the_deadline_used(client):
+    import time
+
+    before = time.time() * 1000
+    rr = complete(client, latency_budget_ms=4000).json()["reranking"]
+    assert rr["budget_ms"] == 4000 and before + 4000 - 50 <= rr["deadline_ms"] <= time.time() * 1000 + 4000
+    assert rr["candidates_pruned"] == 0 and rr["stopped_early"] is False
