@@ -55,7 +55,7 @@ async def run_cell(generator, reward, prompts, *, best_of, max_tokens, budget_s,
     from service.selection import best_of_n
     from service.types import Deadline, Prompt, SamplingSpec
 
-    rewards, seconds, tokens, timeouts = [], [], [], 0
+    rewards, seconds, tokens, finished, timeouts = [], [], [], [], 0
     for i, text in enumerate(prompts):
         prompt = Prompt(messages=({"role": "user", "content": text},))
         started = time.time()
@@ -63,7 +63,7 @@ async def run_cell(generator, reward, prompts, *, best_of, max_tokens, budget_s,
             selection = await best_of_n(
                 generator, reward, prompt, SamplingSpec(max_tokens=max_tokens, seed=seed + 100 * i),
                 best_of=best_of, n=1, deadline=Deadline(started + budget_s),
-                scoring_reserve_s=min(SCORING_RESERVE_S, budget_s / 4), pruning=pruning,
+                scoring_reserve_s=SCORING_RESERVE_S, pruning=pruning,
             )
         except BudgetExhausted:
             timeouts += 1
@@ -72,10 +72,11 @@ async def run_cell(generator, reward, prompts, *, best_of, max_tokens, budget_s,
         seconds.append(time.time() - started)
         rewards.append(selection.chosen[0].score)
         tokens.append(selection.completion_tokens)
-    return rewards, seconds, tokens, timeouts
+        finished.append(selection.chosen[0].candidate.finished)
+    return rewards, seconds, tokens, finished, timeouts
 
 
-def row(label, best_of, pruning_on, budget_s, rewards, seconds, tokens, timeouts, margin_s):
+def row(label, best_of, pruning_on, budget_s, rewards, seconds, tokens, finished, timeouts, margin_s):
     return {
         "part": label,
         "best_of": best_of,
@@ -88,6 +89,8 @@ def row(label, best_of, pruning_on, budget_s, rewards, seconds, tokens, timeouts
         "max_s": round(max(seconds), 3),
         "tokens_per_request": round(statistics.fmean(tokens), 1) if tokens else 0.0,
         "on_time": round(sum(s <= budget_s + margin_s for s in seconds) / len(seconds), 3),
+        "late_by_max_s": round(max(0.0, max(seconds) - budget_s), 3),
+        "finished_share": round(sum(finished) / len(seconds), 3),  # answers that are whole candidates
         "status_504": timeouts,
     }
 
@@ -112,8 +115,8 @@ async def bench(args) -> list[dict]:
     # Warm-up: the first requests compile and fill caches.
     await run_cell(generator, reward, prompts[:2], best_of=2, max_tokens=16, budget_s=unlimited, pruning=None, seed=1)
 
-    rows = []
-    for best_of in args.best_of:
+    rows = [r for r in read_rows(args.compute_from) if r["part"] == "compute"] if args.compute_from else []
+    for best_of in [] if args.compute_from else args.best_of:
         for prune in (False, True) if best_of > 1 else (False,):
             cell = await run_cell(generator, reward, prompts, best_of=best_of, max_tokens=args.max_tokens,
                                   budget_s=unlimited, pruning=pruning if prune else None, seed=args.seed)
@@ -129,6 +132,18 @@ async def bench(args) -> list[dict]:
         rows.append(row(f"anytime x{factor}", top, False, budget_s, *cell, args.margin_ms / 1000))
         print(rows[-1], flush=True)
     generator.shutdown()
+    return rows
+
+
+def read_rows(path: str) -> list[dict]:
+    """The rows of an earlier run's CSV, typed as written."""
+    import csv
+
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r.update({k: float(v) for k, v in r.items() if k not in ("part", "pruning") and v != ""},
+                 best_of=int(r["best_of"]), pruning=r["pruning"] == "True")
     return rows
 
 
@@ -174,6 +189,9 @@ def plot(rows: list[dict], path: str) -> None:
     left.legend()
     anytime = [r for r in rows if r["part"].startswith("anytime")]
     right.plot([r["budget_s"] for r in anytime], [r["mean_reward"] for r in anytime], "o-", label="best-of-16, budget")
+    for r in anytime:  # how many answers were whole candidates rather than the best partial text
+        right.annotate(f"{r['finished_share']:.0%} whole", (r["budget_s"], r["mean_reward"]),
+                       textcoords="offset points", xytext=(4, 4), fontsize=7)
     compute = {(r["best_of"], r["pruning"]): r for r in rows if r["part"] == "compute"}
     top = max(b for b, _ in compute)
     right.axhline(compute[(1, False)]["mean_reward"], color="grey", ls=":", label="best-of-1, no budget")
@@ -198,7 +216,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--margin-ms", type=float, default=100, help="lateness still counted on time")
     parser.add_argument("--out", default="loadtests/results/compute", help="writes <out>.csv and <out>.png")
+    parser.add_argument("--compute-from", help="take the best_of/pruning part from this earlier CSV; run the anytime part")
+    parser.add_argument("--replot", metavar="CSV", help="only redraw the plot of an earlier run, to <out>.png")
     args = parser.parse_args()
+    if args.replot:
+        plot(read_rows(args.replot), f"{args.out}.png")
+        return 0
     if 1 not in args.best_of:
         parser.error("--best-of must include 1: the budgets are relative to its latency")
     rows = asyncio.run(bench(args))

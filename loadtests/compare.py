@@ -45,12 +45,18 @@ def messages(i: int) -> list[dict]:
     return [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}]
 
 
+# What prune's answers said about themselves, per load level: (stopped_early, effective_best_of).
+RERANKING: list[tuple[bool, int]] = []
+
+
 async def prune_once(client, url, model, i, *, best_of, max_tokens, budget_ms) -> float:
     body = {"model": model, "messages": messages(i), "max_tokens": max_tokens, "best_of": best_of,
             "seed": 1000 * i, "latency_budget_ms": budget_ms}
     started = time.perf_counter()
     response = await client.post(f"{url}/v1/chat/completions", json=body)
     response.raise_for_status()
+    reranking = response.json()["reranking"]
+    RERANKING.append((reranking["stopped_early"], reranking["effective_best_of"]))
     return time.perf_counter() - started
 
 
@@ -100,7 +106,8 @@ async def compare(args) -> list[dict]:
                                                            best_of=best_of, max_tokens=args.max_tokens))
                 rows.append({"part": "latency c=1", "system": system, "best_of": best_of, "users": 1,
                              "requests": len(seconds), "p50_s": round(statistics.median(seconds), 3),
-                             "mean_s": round(statistics.fmean(seconds), 3), "goodput_per_s": "", "on_time": ""})
+                             "mean_s": round(statistics.fmean(seconds), 3), "goodput_per_s": "", "on_time": "",
+                             "cut_short": "", "effective_best_of": ""})
                 print(rows[-1], flush=True)
 
         slo_s = args.slo_ms / 1000
@@ -114,6 +121,7 @@ async def compare(args) -> list[dict]:
                     async def call(i):
                         return await baseline_once(client, args.vllm_url, args.model, reward, i,
                                                    best_of=args.load_best_of, max_tokens=args.max_tokens)
+                RERANKING.clear()
                 results = await closed_loop(call, users, args.seconds)
                 on_time = sum(ok and s <= slo_s for s, ok in results)
                 latencies = [s for s, ok in results if ok]
@@ -122,7 +130,11 @@ async def compare(args) -> list[dict]:
                              "p50_s": round(statistics.median(latencies), 3) if latencies else "",
                              "mean_s": round(statistics.fmean(latencies), 3) if latencies else "",
                              "goodput_per_s": round(on_time / args.seconds, 3),
-                             "on_time": round(on_time / len(results), 3) if results else 0})
+                             "on_time": round(on_time / len(results), 3) if results else 0,
+                             # prune only: how it kept the budget
+                             "cut_short": round(statistics.fmean(c for c, _ in RERANKING), 3) if RERANKING else "",
+                             "effective_best_of": round(statistics.fmean(b for _, b in RERANKING), 2)
+                             if RERANKING else ""})
                 print(rows[-1], flush=True)
     return rows
 

@@ -40,8 +40,9 @@ from service.types import Deadline, PruningSpec
 
 log = logging.getLogger(__name__)
 
-# Time kept back from generation for scoring and the response, and the grace past
-# the deadline after which the request is failed rather than waited for.
+# The least time kept back from generation for scoring and the response (more when
+# the reward model is slow: see selection.ScoringCost), and the grace past the
+# deadline after which the request is failed rather than waited for.
 SCORING_RESERVE_S = 0.15
 DEADLINE_GRACE_S = 1.0
 
@@ -198,7 +199,7 @@ def create_api(config: ServiceConfig, generator: Generator, catalog: RewardCatal
                     best_of=effective,
                     n=req.n,
                     deadline=deadline,
-                    scoring_reserve_s=min(SCORING_RESERVE_S, budget_ms / 4000.0),
+                    scoring_reserve_s=SCORING_RESERVE_S,
                     pruning=pruning_for(req, reward_name, reward),
                 )
         except TimeoutError:

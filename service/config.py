@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from service.types import check_checkpoints
 
 
 class Strict(BaseModel):
@@ -209,11 +211,7 @@ class PruningConfig(Strict):
     )
     fraction: float = Field(0.5, gt=0, lt=1, description="Share of the running candidates aborted at each checkpoint.")
 
-    @model_validator(mode="after")
-    def _increasing(self) -> "PruningConfig":
-        if self.checkpoints != sorted(set(self.checkpoints)) or self.checkpoints[0] < 1:
-            raise ValueError("pruning.checkpoints must be increasing token counts >= 1")
-        return self
+    _increasing = field_validator("checkpoints")(check_checkpoints)
 
 
 def default_reward_models() -> dict[str, Any]:

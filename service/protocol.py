@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from service.errors import BadRequest
-from service.types import Prompt, SamplingSpec
+from service.types import Prompt, SamplingSpec, check_checkpoints
 
 
 class PruningRequest(BaseModel):
@@ -28,9 +28,7 @@ class PruningRequest(BaseModel):
     @field_validator("checkpoints")
     @classmethod
     def _increasing(cls, v):
-        if v is not None and (v != sorted(set(v)) or v[0] < 1):
-            raise ValueError("checkpoints must be increasing token counts >= 1")
-        return v
+        return v if v is None else check_checkpoints(v)
 
 
 class _Request(BaseModel):

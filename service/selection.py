@@ -23,6 +23,32 @@ from service.reward.base import RewardModel
 from service.types import Candidate, Deadline, Prompt, SamplingSpec, Scores, merge_scores
 
 
+class ScoringCost:
+    """Seconds per scored text, per reward model (moving average of every call), so
+    generation can stop early enough to score the texts at hand by the deadline."""
+
+    def __init__(self, weight: float = 0.3):
+        self.weight = weight
+        self.per_text: dict[object, float] = {}
+
+    def observe(self, key: object, seconds: float, texts: int) -> None:
+        value = seconds / max(texts, 1)  # fixed per-call costs count in: an overestimate, on the safe side
+        old = self.per_text.get(key)
+        self.per_text[key] = value if old is None else old + self.weight * (value - old)
+
+    def reserve(self, key: object, texts: int) -> float:
+        """Time to keep for scoring `texts` texts at the end (the partial fallback)."""
+        return self.per_text.get(key, 0.0) * texts
+
+
+SCORING_COST = ScoringCost()
+
+
+def cost_key(reward: RewardModel) -> object:
+    # Handles to the scorer deployment come and go; their name stays.
+    return getattr(reward, "name", None) or reward
+
+
 @dataclass(frozen=True)
 class ScoredCandidate:
     candidate: Candidate
@@ -65,6 +91,7 @@ class _Scorer:
         self.task: asyncio.Task | None = None
         self.seconds = 0.0
         self.calls = 0
+        self.cut = False  # the deadline came before every candidate was scored
 
     def add(self, candidate: Candidate) -> None:
         key = candidate.text.strip()
@@ -87,14 +114,27 @@ class _Scorer:
             if len(scores.values) != len(batch):
                 raise RuntimeError(f"reward model returned {len(scores.values)} scores for {len(batch)} candidates")
             self.batches.append((batch, scores))
+            SCORING_COST.observe(cost_key(self.reward), time.perf_counter() - started, len(batch))
             self.seconds += time.perf_counter() - started
             self.calls += 1
 
-    async def drain(self) -> None:
-        """Wait for everything added so far; a failed reward call fails the request."""
-        if self.task is not None:
-            task, self.task = self.task, None
-            await task
+    async def drain(self, deadline: Deadline | None = None) -> None:
+        """Wait for everything added so far; a failed reward call fails the request.
+
+        With a deadline, stop waiting there if something is scored already: the
+        best so far is the answer, and `cut` records that scoring was cut short.
+        """
+        if self.task is None:
+            return
+        if deadline is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self.task), max(deadline.remaining(), 0))
+            except TimeoutError:
+                if self.batches:
+                    self.cut = True
+                    return
+        task, self.task = self.task, None
+        await task
 
     @property
     def scored(self) -> list[ScoredCandidate]:
@@ -122,8 +162,11 @@ async def best_of_n(
 ) -> Selection:
     """Pick the n best of best_of candidates by the deadline.
 
-    Generation stops `scoring_reserve_s` before the deadline so that the last
-    scoring call fits. Raises BudgetExhausted when no candidate produced any
+    Generation stops early enough to score every candidate's text by the
+    deadline (from the reward model's measured cost, at least
+    `scoring_reserve_s`, at most a quarter of the time left); if the last
+    scoring call still runs late, the best candidate scored by the deadline is
+    the answer. Raises BudgetExhausted when no candidate produced any
     text in time.
     """
     if not 1 <= n <= best_of:
@@ -131,14 +174,16 @@ async def best_of_n(
     started = time.perf_counter()
     candidates: list[Candidate] = []
     scorer = _Scorer(reward, prompt, sampling.max_tokens)
-    stream = generator.generate(prompt, sampling, best_of, deadline.earlier_by(scoring_reserve_s), pruning)
+    reserve = max(scoring_reserve_s, SCORING_COST.reserve(cost_key(reward), best_of))
+    reserve = min(reserve, max(deadline.remaining(), 0) / 4)
+    stream = generator.generate(prompt, sampling, best_of, deadline.earlier_by(reserve), pruning)
     try:
         async for candidate in stream:
             candidates.append(candidate)
             if candidate.finished:
                 scorer.add(candidate)
         generated = time.perf_counter()
-        await scorer.drain()
+        await scorer.drain(deadline)
         if not scorer.batches:  # nothing finished: fall back to the partial texts
             partials = [c for c in candidates if c.text.strip()]
             # The pruned ones were judged worse already; only if nothing else has text.
@@ -162,7 +207,7 @@ async def best_of_n(
         candidates_generated=len(candidates),
         prompt_tokens=candidates[0].prompt_tokens,
         completion_tokens=sum(c.completion_tokens for c in candidates),
-        stopped_early=any(not c.finished and not c.pruned for c in candidates),
+        stopped_early=scorer.cut or any(not c.finished and not c.pruned for c in candidates),
         candidates_pruned=sum(c.pruned for c in candidates),
         generate_s=generated - started,
         score_s=scorer.seconds,

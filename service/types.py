@@ -50,6 +50,13 @@ class Candidate:
     pruned: bool = False  # aborted at a pruning checkpoint for scoring low
 
 
+def check_checkpoints(checkpoints):
+    """Pruning checkpoints are increasing token counts, from 1 up."""
+    if not checkpoints or list(checkpoints) != sorted(set(checkpoints)) or checkpoints[0] < 1:
+        raise ValueError("checkpoints must be increasing token counts >= 1")
+    return checkpoints
+
+
 @dataclass(frozen=True)
 class PruningSpec:
     """Early pruning (speculative rejection): when every running candidate has
@@ -60,8 +67,7 @@ class PruningSpec:
     fraction: float
 
     def __post_init__(self):
-        if not self.checkpoints or list(self.checkpoints) != sorted(set(self.checkpoints)) or self.checkpoints[0] < 1:
-            raise ValueError("checkpoints must be increasing token counts >= 1")
+        check_checkpoints(self.checkpoints)
         if not 0 < self.fraction < 1:
             raise ValueError("fraction must be between 0 and 1")
 

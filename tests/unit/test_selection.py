@@ -181,3 +181,42 @@ def test_an_ensemble_ranks_candidates_scored_in_different_micro_batches_together
     assert result.score_calls == 3  # one candidate per call
     assert result.chosen[0].candidate.text == texts[1]
     assert result.chosen[0].score > 0 and sum(sc.score for sc in result.scored) == pytest.approx(0, abs=1e-3)
+
+
+def test_scoring_that_would_overrun_the_deadline_leaves_the_best_so_far():
+    # Candidate 0 is scored by 0.4 s; candidate 1 finishes at 0.3 s, but its scoring
+    # (0.4 s per call) would end at 0.8 s, past the 0.6 s deadline: answer with candidate 0.
+    gen = FakeGenerator(FakeGeneratorConfig(texts=["first", "second and better"], candidate_delays_s=[0, 0.3]))
+    slow = FakeReward(FakeRewardConfig(seconds_per_call=0.4))
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        result = await best_of_n(gen, slow, PROMPT, SamplingSpec(max_tokens=8), best_of=2, n=1,
+                                 deadline=Deadline.after_ms(600))
+        return result, loop.time() - began
+
+    result, elapsed = run(scenario())
+    assert elapsed < 0.6 + 0.1
+    assert result.chosen[0].candidate.text == "first" and len(result.scored) == 1
+    assert result.stopped_early and result.candidates_generated == 2
+
+
+def test_generation_stops_early_enough_to_score_partials_with_a_slow_reward():
+    # Nothing finishes within 2 s; scoring two texts takes 0.5 s. Once the cost is
+    # known, generation stops 0.5 s early and the partials are scored by the deadline.
+    gen = FakeGenerator(FakeGeneratorConfig(texts=[" ".join(["tok"] * 500)], seconds_per_token=0.02))
+    slow = FakeReward(FakeRewardConfig(seconds_per_call=0.5))
+
+    async def scenario():
+        await best_of_n(gen, slow, PROMPT, SamplingSpec(max_tokens=8), best_of=2, n=1,
+                        deadline=Deadline.after_ms(5000))  # learns the cost: 0.25 s per text
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        result = await best_of_n(gen, slow, PROMPT, SamplingSpec(max_tokens=500), best_of=2, n=1,
+                                 deadline=Deadline.after_ms(2000), scoring_reserve_s=0.15)
+        return result, loop.time() - began
+
+    result, elapsed = run(scenario())
+    assert not result.chosen[0].candidate.finished  # a partial answer
+    assert elapsed < 2.0 + 0.15  # with only the 0.15 s floor it would end near 2.35 s
