@@ -171,10 +171,12 @@ def create_api(config: ServiceConfig, generator: Generator, catalog: RewardCatal
         floor = max(limits.best_of_floor, limits.min_candidates, n)
         return min(best_of, max(floor, room))
 
-    def pruning_for(req, reward_name: str, reward: RewardModel) -> Pruning | None:
+    def pruning_for(req, best_of: int, reward_name: str, reward: RewardModel) -> Pruning | None:
         """The request's pruning schedule: its own, the configured one, or none."""
         configured, asked = config.pruning, req.pruning
-        if not (asked.enabled if asked is not None else configured.enabled):
+        if asked is None and not (configured.enabled and best_of >= configured.min_best_of):
+            return None
+        if asked is not None and not asked.enabled:
             return None
         spec = PruningSpec(
             checkpoints=tuple((asked and asked.checkpoints) or configured.checkpoints),
@@ -200,7 +202,7 @@ def create_api(config: ServiceConfig, generator: Generator, catalog: RewardCatal
                     n=req.n,
                     deadline=deadline,
                     scoring_reserve_s=SCORING_RESERVE_S,
-                    pruning=pruning_for(req, reward_name, reward),
+                    pruning=pruning_for(req, effective, reward_name, reward),
                 )
         except TimeoutError:
             metrics.BUDGET_CUTOFFS.inc()

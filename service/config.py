@@ -205,6 +205,10 @@ class PruningConfig(Strict):
     give their own checkpoints and fraction (`pruning` in the request)."""
 
     enabled: bool = False
+    min_best_of: int = Field(
+        8, ge=2, description="When enabled here, prune only requests with at least this many candidates "
+        "(with few, pruning costs more reward than it saves); a request asking for pruning gets it regardless."
+    )
     checkpoints: list[int] = Field(
         default_factory=lambda: [16], min_length=1, max_length=8,
         description="Token counts at which the running candidates' partial texts are scored.",

@@ -309,8 +309,11 @@ def test_pruning_per_request_and_by_config():
     assert "prune_candidates_pruned_total 2.0" in client.get("/metrics").text
 
     client = make_client(texts=PRUNABLE, generator={"seconds_per_token": 0.01},
-                         pruning={"enabled": True, "checkpoints": [2], "fraction": 0.25})
+                         pruning={"enabled": True, "min_best_of": 4, "checkpoints": [2], "fraction": 0.25})
     assert complete(client, best_of=4).json()["reranking"]["candidates_pruned"] == 1
+    assert complete(client, best_of=3).json()["reranking"]["candidates_pruned"] == 0  # below min_best_of
+    asked = complete(client, best_of=3, pruning={"fraction": 0.5}).json()["reranking"]  # asked for: regardless
+    assert asked["candidates_pruned"] == 1
     assert complete(client, best_of=4, pruning={"fraction": 0.5}).json()["reranking"]["candidates_pruned"] == 2
     assert complete(client, best_of=4, pruning=False).json()["reranking"]["candidates_pruned"] == 0
 
