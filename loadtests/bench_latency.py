@@ -17,15 +17,12 @@ import json
 import statistics
 import sys
 import time
-
-from loadtests.report import write_csv
 import urllib.request
 
-PROMPTS = [
-    "Write one sentence about autumn.",
-    "Explain in two sentences why the sky is blue.",
-    "Give me a short tip for writing clear emails.",
-]
+from loadtests.prompts import PROMPTS as ALL_PROMPTS
+from loadtests.report import write_csv
+
+PROMPTS = ALL_PROMPTS[:3]
 
 
 def summarize(mode: str, best_of: int, seconds: list[float]) -> dict:

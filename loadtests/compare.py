@@ -29,16 +29,10 @@ from pathlib import Path
 import httpx
 
 from loadtests.baseline import client_best_of, load_reward
+from loadtests.prompts import PROMPTS as ALL_PROMPTS
 from loadtests.report import write_csv
 
-PROMPTS = [
-    "Write one sentence about autumn.",
-    "Explain in two sentences why the sky is blue.",
-    "Give me a short tip for writing clear emails.",
-    "Describe a busy train station in three sentences.",
-    "What makes a good cup of coffee? Answer briefly.",
-    "How do I keep basil alive on a windowsill?",
-]
+PROMPTS = ALL_PROMPTS[:6]
 
 
 def messages(i: int) -> list[dict]:
@@ -94,7 +88,7 @@ async def compare(args) -> list[dict]:
         await prune_once(client, args.prune_url, args.model, 0, best_of=2, max_tokens=8, budget_ms=60000)
         await baseline_once(client, args.vllm_url, args.model, reward, 0, best_of=2, max_tokens=8)
 
-        for best_of in args.best_of:
+        for best_of in args.best_of if "latency" in args.parts else []:
             for system in ("prune", "baseline"):
                 seconds = []
                 for i in range(args.requests):
@@ -111,7 +105,7 @@ async def compare(args) -> list[dict]:
                 print(rows[-1], flush=True)
 
         slo_s = args.slo_ms / 1000
-        for users in args.users:
+        for users in args.users if "goodput" in args.parts else []:
             for system in ("prune", "baseline"):
                 if system == "prune":
                     async def call(i):
@@ -191,6 +185,7 @@ def main() -> int:
     parser.add_argument("--load-best-of", type=int, default=4)
     parser.add_argument("--slo-ms", type=int, default=8000)
     parser.add_argument("--seconds", type=float, default=60, help="time per load level")
+    parser.add_argument("--parts", default="latency,goodput", help="which parts to run")
     parser.add_argument("--out", default="loadtests/results/compare")
     args = parser.parse_args()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

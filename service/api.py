@@ -189,6 +189,8 @@ def create_api(config: ServiceConfig, generator: Generator, catalog: RewardCatal
         authorize(request)
         (reward_name, reward), best_of, max_tokens, budget_ms = await plan(req, max_tokens)
         deadline = Deadline(started + budget_ms / 1000.0)
+        # The answer must also get back to the client by the deadline: selection aims earlier.
+        selection_deadline = deadline.earlier_by(min(limits.response_margin_ms, budget_ms / 4) / 1000.0)
         prompt = req.to_prompt()
         try:
             async with asyncio.timeout(budget_ms / 1000.0 + DEADLINE_GRACE_S):
@@ -200,7 +202,7 @@ def create_api(config: ServiceConfig, generator: Generator, catalog: RewardCatal
                     req.sampling(max_tokens),
                     best_of=effective,
                     n=req.n,
-                    deadline=deadline,
+                    deadline=selection_deadline,
                     scoring_reserve_s=SCORING_RESERVE_S,
                     pruning=pruning_for(req, effective, reward_name, reward),
                 )

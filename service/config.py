@@ -187,6 +187,10 @@ class Limits(Strict):
         "fewer (0: off)."
     )
     best_of_floor: int = Field(1, ge=1, description="Adaptive best_of never goes below this (nor below n).")
+    response_margin_ms: int = Field(
+        300, ge=0, description="Selection aims to finish this long before the deadline, leaving time for the "
+        "answer to travel back through Ray and HTTP (at most a quarter of the budget)."
+    )
     min_candidates: int = Field(
         1, ge=1, description="Candidates to see finish (deadline permitting): pruning and adaptive best_of "
         "never leave fewer."
