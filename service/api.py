@@ -174,9 +174,8 @@ def create_api(config: ServiceConfig, generator: Generator, catalog: RewardCatal
     def pruning_for(req, best_of: int, reward_name: str, reward: RewardModel) -> Pruning | None:
         """The request's pruning schedule: its own, the configured one, or none."""
         configured, asked = config.pruning, req.pruning
-        if asked is None and not (configured.enabled and best_of >= configured.min_best_of):
-            return None
-        if asked is not None and not asked.enabled:
+        wanted = asked.enabled if asked is not None else configured.enabled and best_of >= configured.min_best_of
+        if not wanted:
             return None
         spec = PruningSpec(
             checkpoints=tuple((asked and asked.checkpoints) or configured.checkpoints),

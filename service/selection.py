@@ -62,7 +62,7 @@ class Selection:
     candidates_generated: int
     prompt_tokens: int
     completion_tokens: int  # every token of every candidate, aborted ones included
-    stopped_early: bool  # the deadline cut at least one candidate short
+    stopped_early: bool  # the deadline cut at least one candidate (or its scoring) short
     candidates_pruned: int  # aborted early for scoring low at a checkpoint
     generate_s: float  # until the last candidate arrived
     score_s: float  # time spent in reward calls (overlaps generation)
