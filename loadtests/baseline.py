@@ -47,7 +47,7 @@ async def client_best_of(
         response.raise_for_status()
     answers = [r.json() for r in responses]
     texts = [a["choices"][0]["message"]["content"] or "" for a in answers]
-    scores = await reward.score(Prompt(messages=tuple(messages)), texts, max_tokens)
+    scores = await reward.score(Prompt(messages=tuple(messages), max_tokens=max_tokens), texts)
     best = max(range(len(texts)), key=lambda i: (scores.values[i], -i))
     return ClientPick(
         texts[best], float(scores.values[best]), time.perf_counter() - started,

@@ -74,8 +74,8 @@ async def measure(model, batch: int, texts: list[str], min_seconds: float) -> fl
     batch sizes are compared on the same work."""
     from service.types import Prompt
 
-    prompt = Prompt(text="Answer the question well.")
-    jobs = [[(prompt, texts[i : i + batch], 128)] for i in range(0, len(texts), batch)]
+    prompt = Prompt(text="Answer the question well.", max_tokens=128)
+    jobs = [[(prompt, texts[i : i + batch])] for i in range(0, len(texts), batch)]
     await model.score_many(jobs[0])  # warm-up; loads weights on first use
     done, started = 0, time.perf_counter()
     while True:

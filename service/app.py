@@ -11,10 +11,11 @@ the options from the config.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Sequence
 
@@ -23,30 +24,43 @@ from ray.serve.handle import DeploymentHandle
 
 from service import metrics
 from service.config import GeneratorConfig, ScorerConfig, ServiceConfig, cache_dir, parse_config, parse_rewards
-from service.errors import NotFound
+from service.errors import NotFound, find_api_error
 from service.generator import Generator, make_generator
-from service.pruning import Pruning
+from service.pruning import PruningPlan
 from service.reward import RewardModel, make_reward_models
 from service.reward.catalog import RewardSet
+from service.serving import Reranker
 from service.types import Candidate, Deadline, Prompt, SamplingSpec, Scores
 
 log = logging.getLogger(__name__)
 
 
+@contextlib.contextmanager
+def unwrapping_ray_errors():
+    """An APIError raised in another replica arrives wrapped by Ray: re-raise it
+    bare, so the client gets its status and envelope; anything else stays as it
+    is (a 500)."""
+    try:
+        yield
+    except Exception as exc:
+        error = find_api_error(exc)
+        if error is None or error is exc:
+            raise
+        raise error from None
+
+
 class GeneratorServer:
     async def __init__(self, config: GeneratorConfig, scorer: DeploymentHandle):
-        self.generator = make_generator(config)
-        self.scorer = scorer  # judges partial texts for early pruning
+        # Requests that prune have their partial texts judged by the scorer deployment.
+        self.generator = make_generator(config, judge=ScorerCatalog(scorer))
         await self.generator.start()
 
     def info(self) -> dict[str, Any]:
         return {"model_name": self.generator.model_name, "max_model_len": self.generator.max_model_len}
 
     async def generate(
-        self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline, pruning: Pruning | None = None
+        self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline, pruning: PruningPlan | None = None
     ):
-        if pruning is not None:
-            pruning = replace(pruning, reward=ScorerHandleReward(self.scorer, pruning.reward_model, "remote"))
         async for candidate in self.generator.generate(prompt, sampling, n, deadline, pruning):
             yield candidate
 
@@ -70,7 +84,6 @@ class ScoreJob:
     reward_model: str
     prompt: Prompt
     completions: tuple[str, ...]
-    max_tokens: int | None
 
 
 class ScorerServer:
@@ -110,7 +123,7 @@ class ScorerServer:
             by_model[job.reward_model].append(i)
         results: list[Scores | None] = [None] * len(jobs)
         for name, indexes in by_model.items():
-            batch = [(jobs[i].prompt, jobs[i].completions, jobs[i].max_tokens) for i in indexes]
+            batch = [(jobs[i].prompt, jobs[i].completions) for i in indexes]
             for i, scores in zip(indexes, await self.models[name].score_many(batch)):
                 results[i] = scores
         return results
@@ -126,23 +139,24 @@ class RemoteGenerator(Generator):
         self.last_load, self.load_read_at = 0, 0.0
 
     async def generate(self, prompt, sampling, n, deadline, pruning=None) -> AsyncIterator[Candidate]:
-        if pruning is not None:  # the generator replica scores through its own scorer handle
-            pruning = replace(pruning, reward=None)
         stream = self.handle.options(stream=True).generate.remote(prompt, sampling, n, deadline, pruning)
         try:
-            async for candidate in stream:
-                yield candidate
+            with unwrapping_ray_errors():
+                async for candidate in stream:
+                    yield candidate
         finally:
             # Client gone or caller done: cancel on the replica, which aborts in the engine.
             stream.cancel()
 
     async def check_ready(self) -> None:
-        await self.handle.check_ready.remote()
+        with unwrapping_ray_errors():
+            await self.handle.check_ready.remote()
 
     async def load(self) -> int:
         # Read at most every 0.2 s: a hot path should not add a round trip per request.
         if time.monotonic() - self.load_read_at > 0.2:
-            self.last_load = await self.handle.load.remote()
+            with unwrapping_ray_errors():
+                self.last_load = await self.handle.load.remote()
             self.load_read_at = time.monotonic()
         return self.last_load
 
@@ -169,8 +183,9 @@ class ScorerHandleReward(RewardModel):
     def __init__(self, handle: DeploymentHandle, name: str, kind: str):
         self.handle, self.name, self.kind = handle, name, kind
 
-    async def score(self, prompt: Prompt, completions: Sequence[str], max_tokens: int | None = None) -> Scores:
-        return await self.handle.score.remote(ScoreJob(self.name, prompt, tuple(completions), max_tokens))
+    async def score(self, prompt: Prompt, completions: Sequence[str]) -> Scores:
+        with unwrapping_ray_errors():
+            return await self.handle.score.remote(ScoreJob(self.name, prompt, tuple(completions)))
 
 
 class Ingress:
@@ -179,7 +194,7 @@ class Ingress:
 
         config = parse_config(config_args)
         remote_generator = RemoteGenerator(generator, await generator.info.remote())
-        self.api = create_api(config, remote_generator, ScorerCatalog(scorer))
+        self.api = create_api(config, Reranker(config, remote_generator, ScorerCatalog(scorer)))
 
     def __serve_build_asgi_app__(self):
         return self.api

@@ -2,13 +2,15 @@
 
 Requests accept every field a stock OpenAI client may send; fields prune does not
 act on (logprobs, penalties, ...) are accepted and ignored rather than rejected, so
-clients work unchanged. Validators name the offending parameter.
+clients work unchanged. Validators name the offending parameter. The response
+bodies built from a selection are in service.responses.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from abc import ABC, abstractmethod
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -31,7 +33,9 @@ class PruningRequest(BaseModel):
         return v if v is None else check_checkpoints(v)
 
 
-class _Request(BaseModel):
+class RerankRequest(BaseModel, ABC):
+    """What the completion and chat requests share: everything a Reranker plans from."""
+
     # OpenAI adds fields often; an unknown field is ignored, never a 400.
     model_config = ConfigDict(extra="ignore")
 
@@ -75,6 +79,13 @@ class _Request(BaseModel):
             raise ValueError("stop sequences must be non-empty")
         return stops
 
+    @abstractmethod
+    def to_prompt(self) -> Prompt:
+        """The prompt or conversation, in the shape of the request's endpoint."""
+
+    def requested_max_tokens(self) -> int | None:
+        return self.max_tokens
+
     def sampling(self, max_tokens: int) -> SamplingSpec:
         return SamplingSpec(
             max_tokens=max_tokens,
@@ -85,7 +96,7 @@ class _Request(BaseModel):
         )
 
 
-class CompletionRequest(_Request):
+class CompletionRequest(RerankRequest):
     prompt: str | list[str] = Field(description="The prompt; a list must hold exactly one string.")
     echo: bool = False
     suffix: str | None = None
@@ -130,7 +141,7 @@ def messages_prompt(messages: list[ChatMessage]) -> Prompt:
     )
 
 
-class ChatCompletionRequest(_Request):
+class ChatCompletionRequest(RerankRequest):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
 

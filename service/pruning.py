@@ -5,6 +5,11 @@ partial texts are scored with the request's reward model and the lowest-scoring
 `fraction` is aborted in the engine; the compute they would have used goes to
 the survivors and to other requests. The generator runs the schedule (it owns
 the candidates); this module decides who goes.
+
+A request's `PruningPlan` is plain data, so it crosses to the generator's
+process as it is; the generator scores partial texts with the `RewardCatalog`
+it was given when it was built (its judge): in one process the reward models
+themselves, in the Ray app the scorer deployment.
 """
 
 from __future__ import annotations
@@ -12,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-from service.reward.base import RewardModel
-from service.types import Prompt, PruningSpec
+from service.reward.catalog import RewardCatalog
+from service.types import Prompt, check_checkpoints
 
 # Given the partial texts of the running candidates (index -> text) and how many
 # candidates already finished, the indexes to abort.
@@ -21,19 +26,35 @@ ChooseVictims = Callable[[dict[int, str], int], Awaitable[list[int]]]
 
 
 @dataclass(frozen=True)
-class Pruning:
-    spec: PruningSpec
-    keep_at_least: int  # finished plus running candidates never drop below this
-    reward_model: str  # its name, so that another process can score with it too
-    reward: RewardModel | None = None  # None only on the way to another process
+class PruningPlan:
+    """When every running candidate has `checkpoints[k]` tokens, score their
+    partial texts with `reward_model` and abort the lowest `fraction` of them;
+    then the same at the next checkpoint. Finished plus running candidates never
+    drop below `keep_at_least`."""
 
-    def chooser(self, prompt: Prompt, max_tokens: int) -> ChooseVictims:
+    checkpoints: tuple[int, ...]
+    fraction: float
+    keep_at_least: int
+    reward_model: str  # a name: the judge holds the model
+
+    def __post_init__(self):
+        check_checkpoints(self.checkpoints)
+        if not 0 < self.fraction < 1:
+            raise ValueError("fraction must be between 0 and 1")
+        if self.keep_at_least < 1:
+            raise ValueError("keep_at_least must be at least 1")
+
+    def chooser(self, judge: RewardCatalog | None, prompt: Prompt) -> ChooseVictims:
+        if judge is None:
+            raise RuntimeError("this generator was built without a judge: it cannot prune")
+
         async def choose(partials: dict[int, str], finished: int) -> list[int]:
-            count = victim_count(len(partials), finished, self.spec.fraction, self.keep_at_least)
+            count = victim_count(len(partials), finished, self.fraction, self.keep_at_least)
             if count == 0:
                 return []
+            reward = (await judge.current()).get(self.reward_model)
             order = sorted(partials)
-            scores = await self.reward.score(prompt, [partials[i] for i in order], max_tokens)
+            scores = await reward.score(prompt, [partials[i] for i in order])
             # Lowest reward goes first; among equals the later candidate goes first.
             ranked = sorted(zip(scores.values, order), key=lambda pair: (pair[0], -pair[1]))
             return [i for _, i in ranked[:count]]

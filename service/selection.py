@@ -16,37 +16,12 @@ import statistics
 import time
 from dataclasses import dataclass
 
+from service.budget import Budget
 from service.errors import BudgetExhausted
 from service.generator.base import Generator
-from service.pruning import Pruning
+from service.pruning import PruningPlan
 from service.reward.base import RewardModel
-from service.types import Candidate, Deadline, Prompt, SamplingSpec, Scores, merge_scores
-
-
-class ScoringCost:
-    """Seconds per scored text, per reward model (moving average of every call), so
-    generation can stop early enough to score the texts at hand by the deadline."""
-
-    def __init__(self, weight: float = 0.3):
-        self.weight = weight
-        self.per_text: dict[object, float] = {}
-
-    def observe(self, key: object, seconds: float, texts: int) -> None:
-        value = seconds / max(texts, 1)  # fixed per-call costs count in: an overestimate, on the safe side
-        old = self.per_text.get(key)
-        self.per_text[key] = value if old is None else old + self.weight * (value - old)
-
-    def reserve(self, key: object, texts: int) -> float:
-        """Time to keep for scoring `texts` texts at the end (the partial fallback)."""
-        return self.per_text.get(key, 0.0) * texts
-
-
-SCORING_COST = ScoringCost()
-
-
-def cost_key(reward: RewardModel) -> object:
-    # Handles to the scorer deployment come and go; their name stays.
-    return getattr(reward, "name", None) or reward
+from service.types import Candidate, Deadline, Prompt, SamplingSpec, Scores, concat
 
 
 @dataclass(frozen=True)
@@ -65,8 +40,12 @@ class Selection:
     stopped_early: bool  # the deadline cut at least one candidate (or its scoring) short
     candidates_pruned: int  # aborted early for scoring low at a checkpoint
     generate_s: float  # until the last candidate arrived
-    score_s: float  # time spent in reward calls (overlaps generation)
-    score_calls: int
+    score_calls: tuple[tuple[float, int], ...]  # (seconds, texts) of each reward call, in order
+
+    @property
+    def score_s(self) -> float:
+        """Time spent in reward calls (overlaps generation)."""
+        return sum(seconds for seconds, _ in self.score_calls)
 
     @property
     def margin(self) -> float:
@@ -83,14 +62,13 @@ class Selection:
 class _Scorer:
     """Scores distinct texts in micro-batches, one reward call at a time."""
 
-    def __init__(self, reward: RewardModel, prompt: Prompt, max_tokens: int):
-        self.reward, self.prompt, self.max_tokens = reward, prompt, max_tokens
+    def __init__(self, reward: RewardModel, prompt: Prompt):
+        self.reward, self.prompt = reward, prompt
         self.batches: list[tuple[list[Candidate], Scores]] = []
         self.waiting: list[Candidate] = []
         self.texts: set[str] = set()
         self.task: asyncio.Task | None = None
-        self.seconds = 0.0
-        self.calls = 0
+        self.calls: list[tuple[float, int]] = []  # (seconds, texts)
         self.cut = False  # the deadline came before every candidate was scored
 
     def add(self, candidate: Candidate) -> None:
@@ -110,13 +88,11 @@ class _Scorer:
         while self.waiting:
             batch, self.waiting = self.waiting, []
             started = time.perf_counter()
-            scores = await self.reward.score(self.prompt, [c.text for c in batch], self.max_tokens)
+            scores = await self.reward.score(self.prompt, [c.text for c in batch])
             if len(scores.values) != len(batch):
                 raise RuntimeError(f"reward model returned {len(scores.values)} scores for {len(batch)} candidates")
             self.batches.append((batch, scores))
-            SCORING_COST.observe(cost_key(self.reward), time.perf_counter() - started, len(batch))
-            self.seconds += time.perf_counter() - started
-            self.calls += 1
+            self.calls.append((time.perf_counter() - started, len(batch)))
 
     async def drain(self, deadline: Deadline | None = None) -> None:
         """Wait for everything added so far; a failed reward call fails the request.
@@ -138,8 +114,8 @@ class _Scorer:
 
     @property
     def scored(self) -> list[ScoredCandidate]:
-        """Every candidate scored so far, as if scored in one call (see merge_scores)."""
-        merged = merge_scores([scores for _, scores in self.batches])
+        """Every candidate scored so far, as if scored in one call (see concat)."""
+        merged = concat([scores for _, scores in self.batches])
         candidates = [c for batch, _ in self.batches for c in batch]
         return [ScoredCandidate(c, float(v)) for c, v in zip(candidates, merged.values)]
 
@@ -156,34 +132,40 @@ async def best_of_n(
     *,
     best_of: int,
     n: int,
-    deadline: Deadline,
-    scoring_reserve_s: float = 0.0,
-    pruning: Pruning | None = None,
+    budget: Budget,
+    pruning: PruningPlan | None = None,
 ) -> Selection:
-    """Pick the n best of best_of candidates by the deadline.
+    """Pick the n best of best_of candidates within the budget.
 
-    Generation stops early enough to score every candidate's text by the
-    deadline (from the reward model's measured cost, at least
-    `scoring_reserve_s`, at most a quarter of the time left); if the last
-    scoring call still runs late, the best candidate scored by the deadline is
-    the answer. Raises BudgetExhausted when no candidate produced any
-    text in time.
+    Generation stops at `budget.generate_by`, leaving time to score the texts at
+    hand; if the last scoring call still runs at `budget.select_by`, the best
+    candidate scored by then is the answer. Raises BudgetExhausted (the one
+    place a 504 is decided) when no candidate produced text in time, or when a
+    call is still stuck at `budget.give_up_by`.
     """
     if not 1 <= n <= best_of:
         raise ValueError(f"need 1 <= n <= best_of, got n={n}, best_of={best_of}")
+    try:
+        async with asyncio.timeout(budget.give_up_by.remaining()):
+            return await _select(generator, reward, prompt, sampling, best_of, n, budget, pruning)
+    except TimeoutError:
+        raise BudgetExhausted(
+            "the latency budget ran out before an answer was ready", param="latency_budget_ms", code="budget_exhausted"
+        ) from None
+
+
+async def _select(generator, reward, prompt, sampling, best_of, n, budget: Budget, pruning) -> Selection:
     started = time.perf_counter()
     candidates: list[Candidate] = []
-    scorer = _Scorer(reward, prompt, sampling.max_tokens)
-    reserve = max(scoring_reserve_s, SCORING_COST.reserve(cost_key(reward), best_of))
-    reserve = min(reserve, max(deadline.remaining(), 0) / 4)
-    stream = generator.generate(prompt, sampling, best_of, deadline.earlier_by(reserve), pruning)
+    scorer = _Scorer(reward, prompt)
+    stream = generator.generate(prompt, sampling, best_of, budget.generate_by, pruning)
     try:
         async for candidate in stream:
             candidates.append(candidate)
             if candidate.finished:
                 scorer.add(candidate)
         generated = time.perf_counter()
-        await scorer.drain(deadline)
+        await scorer.drain(budget.select_by)
         if not scorer.batches:  # nothing finished: fall back to the partial texts
             partials = [c for c in candidates if c.text.strip()]
             # The pruned ones were judged worse already; only if nothing else has text.
@@ -210,6 +192,5 @@ async def best_of_n(
         stopped_early=scorer.cut or any(not c.finished and not c.pruned for c in candidates),
         candidates_pruned=sum(c.pruned for c in candidates),
         generate_s=generated - started,
-        score_s=scorer.seconds,
-        score_calls=scorer.calls,
+        score_calls=tuple(scorer.calls),
     )

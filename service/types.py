@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Mapping, Protocol, Sequence
 
 
 @dataclass(frozen=True)
@@ -13,6 +13,9 @@ class Prompt:
 
     text: str | None = None
     messages: tuple[Mapping[str, str], ...] | None = None
+    # The longest answer the client allowed, when known: reward models that judge
+    # length (slop's verbosity) measure against it.
+    max_tokens: int | None = None
 
     def __post_init__(self):
         if (self.text is None) == (self.messages is None):
@@ -57,19 +60,11 @@ def check_checkpoints(checkpoints):
     return checkpoints
 
 
-@dataclass(frozen=True)
-class PruningSpec:
-    """Early pruning (speculative rejection): when every running candidate has
-    `checkpoints[k]` tokens, score their partial texts and abort the lowest
-    `fraction` of them; then the same at the next checkpoint."""
+class Combiner(Protocol):
+    """Turns the components of a set of completions into their values, where a
+    value depends on the other completions scored with it (see `Scores`)."""
 
-    checkpoints: tuple[int, ...]
-    fraction: float
-
-    def __post_init__(self):
-        check_checkpoints(self.checkpoints)
-        if not 0 < self.fraction < 1:
-            raise ValueError("fraction must be between 0 and 1")
+    def combine(self, components: Mapping[str, list[float]]) -> list[float]: ...
 
 
 @dataclass(frozen=True)
@@ -77,42 +72,25 @@ class Scores:
     """Rewards for a batch of completions, one value per completion, higher is better.
 
     `components` optionally breaks each value down (name -> one value per completion).
-    `weights`, when set, says the values are relative to the completions scored
-    together: value = sum of weight * z-score(component) over them (an ensemble).
-    Scores of one request's completions that arrive in several calls are then
-    merged with `merge_scores`, which recomputes the values over all of them.
+    `combiner`, when set, says the values are relative to the completions scored
+    together (an ensemble's z-scores): `concat` then recomputes them over all the
+    completions of a request that were scored in several calls.
     """
 
     values: list[float]
     components: Mapping[str, list[float]] = field(default_factory=dict)
-    weights: Mapping[str, float] = field(default_factory=dict)
+    combiner: Combiner | None = None
 
 
-def zscores(values: list[float]) -> list[float]:
-    if len(values) < 2:
-        return [0.0] * len(values)
-    mean = sum(values) / len(values)
-    std = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
-    if std == 0:
-        return [0.0] * len(values)
-    return [(v - mean) / std for v in values]
-
-
-def weighted_zsum(components: Mapping[str, list[float]], weights: Mapping[str, float]) -> list[float]:
-    count = len(next(iter(components.values()), []))
-    z = {name: zscores(list(components[name])) for name in weights}
-    return [round(sum(weights[name] * z[name][i] for name in weights), 4) for i in range(count)]
-
-
-def merge_scores(parts: list[Scores]) -> Scores:
-    """Concatenate the scores of several calls, in order, as if scored in one."""
+def concat(parts: Sequence[Scores]) -> Scores:
+    """The scores of several calls, in order, as if the completions were scored in one."""
     if len(parts) == 1:
         return parts[0]
     names = list(parts[0].components) if parts else []
     components = {name: [v for p in parts for v in p.components[name]] for name in names}
-    weights = parts[0].weights if parts else {}
-    values = weighted_zsum(components, weights) if weights else [v for p in parts for v in p.values]
-    return Scores(values, components, weights)
+    combiner = parts[0].combiner if parts else None
+    values = combiner.combine(components) if combiner else [v for p in parts for v in p.values]
+    return Scores(values, components, combiner)
 
 
 @dataclass(frozen=True)

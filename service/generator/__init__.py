@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from service.config import FakeGeneratorConfig, GeneratorConfig, VLLMGeneratorConfig
 from service.generator.base import Generator
+from service.reward.catalog import RewardCatalog
 
 
-def make_generator(config: GeneratorConfig) -> Generator:
+def make_generator(config: GeneratorConfig, judge: RewardCatalog | None = None) -> Generator:
+    """The configured generator; `judge` scores partial texts when requests prune."""
     if isinstance(config, FakeGeneratorConfig):
         from service.generator.fake import FakeGenerator
 
-        return FakeGenerator(config)
+        return FakeGenerator(config, judge)
     if isinstance(config, VLLMGeneratorConfig):
         from service.generator.vllm import VLLMGenerator  # imports vllm: only where it runs
 
-        return VLLMGenerator(config)
+        return VLLMGenerator(config, judge)
     raise TypeError(f"unknown generator config {type(config).__name__}")
 
 

@@ -11,7 +11,8 @@ from service import metrics
 from service.types import Candidate, Deadline, Prompt, SamplingSpec
 
 if TYPE_CHECKING:
-    from service.pruning import ChooseVictims, Pruning
+    from service.pruning import ChooseVictims, PruningPlan
+    from service.reward.catalog import RewardCatalog
 
 
 class Generator(ABC):
@@ -24,7 +25,8 @@ class Generator(ABC):
       with its partial text and `finished=False`; so the stream always ends by the
       deadline (plus the time to abort);
     - with `pruning`, at each checkpoint the lowest-scoring running candidates are
-      aborted and yielded with `pruned=True` and their partial text;
+      aborted and yielded with `pruned=True` and their partial text; they are
+      judged by `judge`, the reward catalog the generator was built with;
     - closing the iterator early (client gone, caller cancelled) aborts every
       outstanding candidate: no tokens are generated for nobody;
     - a prompt the model cannot take raises `BadRequest` naming the parameter.
@@ -33,6 +35,7 @@ class Generator(ABC):
     model_name: str
     max_model_len: int
     running: int = 0  # candidates generating right now, across requests
+    judge: RewardCatalog | None = None  # scores partial texts for pruning
 
     @contextlib.contextmanager
     def running_candidate(self):
@@ -52,7 +55,7 @@ class Generator(ABC):
 
     @abstractmethod
     def generate(
-        self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline, pruning: Pruning | None = None
+        self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline, pruning: PruningPlan | None = None
     ) -> AsyncIterator[Candidate]: ...
 
     async def check_ready(self) -> None:

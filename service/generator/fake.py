@@ -11,7 +11,8 @@ from service.generator.base import Generator, Progress, race_deadline
 from service.types import Candidate, Deadline, Prompt, SamplingSpec
 
 if TYPE_CHECKING:
-    from service.pruning import Pruning
+    from service.pruning import PruningPlan
+    from service.reward.catalog import RewardCatalog
 
 
 class FakeGenerator(Generator):
@@ -23,8 +24,8 @@ class FakeGenerator(Generator):
     `aborted` counts candidates stopped before they finished.
     """
 
-    def __init__(self, config: FakeGeneratorConfig):
-        self.config = config
+    def __init__(self, config: FakeGeneratorConfig, judge: RewardCatalog | None = None):
+        self.config, self.judge = config, judge
         self.model_name = config.served_model_name
         self.max_model_len = config.max_model_len
         self.generated_tokens = 0
@@ -63,13 +64,13 @@ class FakeGenerator(Generator):
         return Candidate(i, " ".join(out), reason, len(out), prompt_tokens=progress.prompt_tokens)
 
     async def generate(
-        self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline, pruning: Pruning | None = None
+        self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline, pruning: PruningPlan | None = None
     ) -> AsyncIterator[Candidate]:
         prompt_tokens = self.count_prompt_tokens(prompt)
         if prompt_tokens + sampling.max_tokens > self.max_model_len:
             raise BadRequest("prompt plus max_tokens exceeds the model's context", param="max_tokens")
-        progress = Progress(prompt_tokens, pruning.spec.checkpoints if pruning else ())
+        progress = Progress(prompt_tokens, pruning.checkpoints if pruning else ())
+        choose = pruning.chooser(self.judge, prompt) if pruning else None
         runs = [self._one(i, prompt, sampling, progress) for i in range(n)]
-        choose = pruning.chooser(prompt, sampling.max_tokens) if pruning else None
         async for candidate in race_deadline(runs, deadline, progress, choose):
             yield candidate

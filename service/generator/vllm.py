@@ -20,14 +20,15 @@ from service.generator.base import Generator, Progress, race_deadline
 from service.types import Candidate, Deadline, Prompt, SamplingSpec
 
 if TYPE_CHECKING:
-    from service.pruning import Pruning
+    from service.pruning import PruningPlan
+    from service.reward.catalog import RewardCatalog
 
 log = logging.getLogger(__name__)
 
 
 class VLLMGenerator(Generator):
-    def __init__(self, config: VLLMGeneratorConfig):
-        self.config = config
+    def __init__(self, config: VLLMGeneratorConfig, judge: RewardCatalog | None = None):
+        self.config, self.judge = config, judge
         self.model_name = config.served_model_name
         self.max_model_len = config.max_model_len
         self.engine = None
@@ -74,7 +75,7 @@ class VLLMGenerator(Generator):
         return self.tokenizer.encode(prompt.text)
 
     async def generate(
-        self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline, pruning: Pruning | None = None
+        self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline, pruning: PruningPlan | None = None
     ) -> AsyncIterator[Candidate]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
@@ -98,7 +99,7 @@ class VLLMGenerator(Generator):
             )
 
         request_id = uuid.uuid4().hex
-        progress = Progress(len(ids), pruning.spec.checkpoints if pruning else ())
+        progress = Progress(len(ids), pruning.checkpoints if pruning else ())
 
         async def run(i: int) -> Candidate:
             params = SamplingParams(
@@ -121,6 +122,6 @@ class VLLMGenerator(Generator):
             return Candidate(i, final.text, final.finish_reason or "stop", len(final.token_ids), prompt_tokens=len(ids))
 
         # Cancelling run(i) cancels its engine.generate(), which aborts the request in the engine.
-        choose = pruning.chooser(prompt, sampling.max_tokens) if pruning else None
+        choose = pruning.chooser(self.judge, prompt) if pruning else None
         async for candidate in race_deadline([run(i) for i in range(n)], deadline, progress, choose):
             yield candidate

@@ -14,7 +14,8 @@ class RewardModel(ABC):
 
     `score` returns exactly one value per completion, in order, also for empty
     strings. Scores are comparable within one call; kinds differ in scale. A model
-    that cannot score raises: a failure is never reported as a zero.
+    that cannot score raises: a failure is never reported as a zero. What the client
+    asked (the prompt, and the answer length it allowed) is in `prompt`.
     """
 
     kind: str
@@ -23,15 +24,15 @@ class RewardModel(ABC):
         """Load weights. Called once before the first request."""
 
     @abstractmethod
-    async def score(self, prompt: Prompt, completions: Sequence[str], max_tokens: int | None = None) -> Scores: ...
+    async def score(self, prompt: Prompt, completions: Sequence[str]) -> Scores: ...
 
-    async def score_many(self, batch: Sequence[tuple[Prompt, Sequence[str], int | None]]) -> list[Scores]:
-        """Score several prompts' completions at once: (prompt, completions, max_tokens) each.
+    async def score_many(self, batch: Sequence[tuple[Prompt, Sequence[str]]]) -> list[Scores]:
+        """Score several prompts' completions at once: (prompt, completions) each.
 
         The scorer deployment calls this with the jobs of concurrent requests;
         models that run on a device override it to fill one padded batch.
         """
-        return [await self.score(prompt, completions, max_tokens) for prompt, completions, max_tokens in batch]
+        return [await self.score(prompt, completions) for prompt, completions in batch]
 
 
 class DeviceRewardModel(RewardModel):
@@ -55,15 +56,15 @@ class DeviceRewardModel(RewardModel):
             await asyncio.to_thread(self.load)
             self.loaded = True
 
-    async def score_many(self, batch: Sequence[tuple[Prompt, Sequence[str], int | None]]) -> list[Scores]:
+    async def score_many(self, batch: Sequence[tuple[Prompt, Sequence[str]]]) -> list[Scores]:
         await self.start()
-        pairs = [(prompt, c) for prompt, completions, _ in batch for c in completions]
+        pairs = [(prompt, c) for prompt, completions in batch for c in completions]
         values = await asyncio.to_thread(self.score_pairs, pairs)
         out, start = [], 0
-        for _, completions, _ in batch:
+        for _, completions in batch:
             out.append(Scores(values[start : start + len(completions)]))
             start += len(completions)
         return out
 
-    async def score(self, prompt: Prompt, completions: Sequence[str], max_tokens: int | None = None) -> Scores:
-        return (await self.score_many([(prompt, completions, max_tokens)]))[0]
+    async def score(self, prompt: Prompt, completions: Sequence[str]) -> Scores:
+        return (await self.score_many([(prompt, completions)]))[0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Protocol
 
+from service.errors import NotFound
 from service.reward.base import RewardModel
 
 
@@ -16,6 +17,21 @@ from service.reward.base import RewardModel
 class RewardSet:
     models: Mapping[str, RewardModel]
     default: str
+
+    def resolve(self, name: str | None) -> str:
+        """The configured name a request means (the default for None); 404 naming
+        reward_model for any other: clients never name a path or a kind."""
+        name = name or self.default
+        if name not in self.models:
+            raise NotFound(
+                f"reward_model {name!r} is not configured; configured: {', '.join(sorted(self.models))}",
+                param="reward_model",
+                code="reward_model_not_found",
+            )
+        return name
+
+    def get(self, name: str | None) -> RewardModel:
+        return self.models[self.resolve(name)]
 
 
 class RewardCatalog(Protocol):

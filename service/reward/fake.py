@@ -17,7 +17,7 @@ class FakeReward(RewardModel):
         self.config = config
         self.calls = 0
 
-    async def score(self, prompt: Prompt, completions: Sequence[str], max_tokens: int | None = None) -> Scores:
+    async def score(self, prompt: Prompt, completions: Sequence[str]) -> Scores:
         self.calls += 1
         if self.config.seconds_per_call:
             await asyncio.sleep(self.config.seconds_per_call)

@@ -77,7 +77,7 @@ class RemoteReward(RewardModel):
             raise RewardServiceError(f"reward service returned {len(values)} scores for {count} texts")
         return values
 
-    async def score(self, prompt: Prompt, completions: Sequence[str], max_tokens: int | None = None) -> Scores:
+    async def score(self, prompt: Prompt, completions: Sequence[str]) -> Scores:
         texts = [render(prompt, c) for c in completions]
         path, body = self.request(texts)
         try:

@@ -122,11 +122,11 @@ class SlopReward(RewardModel):
     def __init__(self, config: SlopRewardConfig | None = None):
         self.config = config or SlopRewardConfig()
 
-    def target_words(self, prompt: Prompt, max_tokens: int | None) -> int:
+    def target_words(self, prompt: Prompt) -> int:
         if self.config.target_words:
             return self.config.target_words
         # A token is ~0.75 words; an answer that needs all of max_tokens is not verbose.
-        target = int(0.75 * (max_tokens or 256))
+        target = int(0.75 * (prompt.max_tokens or 256))
         if BREVITY_CUES.search(prompt.last_user_text()):
             target = min(target, 40)
         return max(target, 8)
@@ -157,12 +157,12 @@ class SlopReward(RewardModel):
         out["specificity"] = WEIGHTS["specificity"] * raw["specificity"]
         return out
 
-    def score_texts(self, prompt: Prompt, completions: Sequence[str], max_tokens: int | None = None) -> Scores:
-        target = self.target_words(prompt, max_tokens)
+    def score_texts(self, prompt: Prompt, completions: Sequence[str]) -> Scores:
+        target = self.target_words(prompt)
         per_text = [self.components(c, target) for c in completions]
         components = {name: [round(p[name], 4) for p in per_text] for name in WEIGHTS}
         values = [round(sum(p.values()), 4) for p in per_text]
         return Scores(values, components)
 
-    async def score(self, prompt: Prompt, completions: Sequence[str], max_tokens: int | None = None) -> Scores:
-        return self.score_texts(prompt, completions, max_tokens)
+    async def score(self, prompt: Prompt, completions: Sequence[str]) -> Scores:
+        return self.score_texts(prompt, completions)

@@ -12,6 +12,8 @@ from service.generator.fake import FakeGenerator
 from service.reward.catalog import StaticCatalog
 from service.reward.fake import FakeReward
 from service.reward.slop import SlopReward
+from service.serving import Reranker
+from tests.metrics_text import sample
 
 TEXTS = ["A short one.", "The longest candidate of them all.", "A medium candidate."]
 
@@ -28,12 +30,17 @@ def make_client(texts=TEXTS, **overrides):
     for key, value in overrides.items():
         args[key] = value if not isinstance(value, dict) else {**args.get(key, {}), **value}
     config = parse_config(args)
-    generator = FakeGenerator(config.generator)
     rewards = {"fake": FakeReward(FakeRewardConfig()), "slop": SlopReward()}
     catalog = StaticCatalog(rewards, config.default_reward_model)
-    client = TestClient(create_api(config, generator, catalog), raise_server_exceptions=False)
-    client.generator = generator
+    generator = FakeGenerator(config.generator, judge=catalog)
+    reranker = Reranker(config, generator, catalog)
+    client = TestClient(create_api(config, reranker), raise_server_exceptions=False)
+    client.generator, client.rewards, client.reranker = generator, rewards, reranker
     return client
+
+
+def metric(client, name, **labels):
+    return sample(client.get("/metrics").text, name, **labels)
 
 
 @pytest.fixture
@@ -73,9 +80,20 @@ def test_chat_completion(client):
     assert body["choices"][0]["message"] == {"role": "assistant", "content": TEXTS[1]}
 
 
-def test_reward_model_per_request(client):
-    body = complete(client, reward_model="slop").json()
-    assert body["reranking"]["reward_model"] == "slop"
+SLOPPY_IS_LONGEST = ["Great question! I hope this helps! Let me know if you have any other questions.",
+                     "Keep bread in a paper bag."]
+
+
+def test_reward_model_per_request_does_the_scoring():
+    client = make_client(texts=SLOPPY_IS_LONGEST)
+    by_default = complete(client, best_of=2).json()
+    assert by_default["choices"][0]["text"] == SLOPPY_IS_LONGEST[0]  # the fake reward: the longest wins
+    fake_calls = client.rewards["fake"].calls
+    body = complete(client, best_of=2, reward_model="slop", return_candidates=True).json()
+    assert body["choices"][0]["text"] == SLOPPY_IS_LONGEST[1]  # slop: the plain one wins
+    assert body["reranking"]["reward_model"] == "slop" and client.rewards["fake"].calls == fake_calls
+    slop_scores = [c["score"] for c in body["reranking"]["candidates"]]
+    assert slop_scores[1] > slop_scores[0] and body["reranking"]["scores"] == [slop_scores[1]]
 
 
 def sse_events(response):
@@ -161,16 +179,13 @@ def test_budget_cuts_slow_candidates_and_says_so():
     assert body["choices"][0]["text"] == TEXTS[2]  # best of the finished candidates 0 and 2
 
 
-def test_nothing_by_the_deadline_is_a_504():
+def test_nothing_by_the_deadline_is_a_504_counted_once():
     client = make_client(generator={"candidate_delays_s": [3]})
-    before = _sample(client.get("/metrics").text, "prune_budget_exhausted_total")
+    before = {name: metric(client, name) for name in ("prune_budget_exhausted_total", "prune_budget_cutoffs_total")}
     r = complete(client, latency_budget_ms=300)
     assert r.status_code == 504 and r.json()["error"]["param"] == "latency_budget_ms"
-    assert _sample(client.get("/metrics").text, "prune_budget_exhausted_total") == before + 1
-
-
-def _sample(metrics_text: str, name: str) -> float:
-    return sum(float(line.split()[-1]) for line in metrics_text.splitlines() if line.startswith(name + " "))
+    assert metric(client, "prune_budget_exhausted_total") == before["prune_budget_exhausted_total"] + 1
+    assert metric(client, "prune_budget_cutoffs_total") == before["prune_budget_cutoffs_total"] + 1
 
 
 def test_internal_errors_do_not_leak(client):
@@ -184,19 +199,41 @@ def test_internal_errors_do_not_leak(client):
     assert "secret" not in r.text and r.json()["error"]["type"] == "server_error"
 
 
-def test_models_health_and_metrics(client):
+def test_models_and_health(client):
     assert client.get("/v1/models").json()["data"][0]["id"] == "fake-model"
     assert client.get("/healthz").json() == {"status": "ok"}
-    complete(client)
+
+
+def test_metrics_move_with_the_requests_served(client):
+    names = {
+        "ok": ("prune_requests_total", {"endpoint": "/v1/completions", "status": "200"}),
+        "bad": ("prune_requests_total", {"endpoint": "/v1/completions", "status": "400"}),
+        "latency": ("prune_request_latency_seconds_count", {"endpoint": "/v1/completions"}),
+        "generated": ("prune_candidates_generated_total", {}),
+        "scored": ("prune_candidates_scored_total", {}),
+        "tokens": ("prune_completion_tokens_total", {}),
+        # Rewards may be negative, so their histograms have no _sum: the buckets tell the value.
+        "chosen": ("prune_chosen_reward_count", {"reward_model": "fake"}),
+        "chosen_le_10": ("prune_chosen_reward_bucket", {"reward_model": "fake", "le": "10.0"}),
+        "chosen_le_100": ("prune_chosen_reward_bucket", {"reward_model": "fake", "le": "100.0"}),
+        "candidate_rewards": ("prune_candidate_reward_count", {"reward_model": "fake"}),
+        "margin": ("prune_reward_margin_sum", {"reward_model": "fake"}),
+        "uplift": ("prune_reward_uplift_sum", {"reward_model": "fake"}),
+        "best_of": ("prune_effective_best_of_sum", {}),
+        "cutoffs": ("prune_budget_cutoffs_total", {}),
+    }
+    before = {key: metric(client, name, **labels) for key, (name, labels) in names.items()}
+    complete(client, best_of=3)
     complete(client, best_of=0)
-    text = client.get("/metrics").text
-    assert 'prune_requests_total{endpoint="/v1/completions",status="200"}' in text
-    assert 'prune_requests_total{endpoint="/v1/completions",status="400"}' in text
-    for name in ("prune_request_latency_seconds", "prune_generate_latency_seconds", "prune_score_latency_seconds",
-                 "prune_candidates_generated_total", "prune_candidates_scored_total", "prune_chosen_reward",
-                 "prune_budget_cutoffs_total", "prune_candidate_reward", "prune_reward_margin",
-                 "prune_reward_uplift", "prune_effective_best_of", "prune_budget_exhausted_total"):
-        assert name in text
+    delta = {key: metric(client, name, **labels) - before[key] for key, (name, labels) in names.items()}
+    longest, first, median = len(TEXTS[1]), len(TEXTS[0]), len(TEXTS[2])
+    assert longest == 34
+    assert delta == {
+        "ok": 1, "bad": 1, "latency": 2, "generated": 3, "scored": 3,
+        "tokens": sum(len(t.split()) for t in TEXTS), "candidate_rewards": 3,
+        "chosen": 1, "chosen_le_10": 0, "chosen_le_100": 1,  # the chosen reward: 34
+        "margin": longest - median, "uplift": longest - first, "best_of": 3, "cutoffs": 0,
+    }
 
 
 def test_a_stock_openai_client_works_unchanged(client):
@@ -273,8 +310,9 @@ def test_adaptive_best_of_shrinks_under_load_down_to_the_floor():
 
     client.generator.load = saturated
     assert complete(client, best_of=4).json()["reranking"]["effective_best_of"] == 2  # the floor
+    before = metric(client, "prune_adaptive_reductions_total")
     assert complete(client, best_of=4, n=3).json()["reranking"]["effective_best_of"] == 3  # never below n
-    assert "prune_adaptive_reductions_total 3.0" in client.get("/metrics").text
+    assert metric(client, "prune_adaptive_reductions_total") == before + 1
 
 
 def test_the_fake_generator_reports_running_candidates_as_load():
@@ -303,10 +341,11 @@ PRUNABLE = ["x y z w v u", "longer start here and more", "q r s t o p", "the lon
 
 def test_pruning_per_request_and_by_config():
     client = make_client(texts=PRUNABLE, generator={"seconds_per_token": 0.01})
+    before = metric(client, "prune_candidates_pruned_total")
     rr = complete(client, best_of=4, pruning={"checkpoints": [2], "fraction": 0.5}).json()["reranking"]
     assert rr["candidates_pruned"] == 2 and rr["candidates_scored"] == 2
     assert complete(client, best_of=4).json()["reranking"]["candidates_pruned"] == 0  # off by default
-    assert "prune_candidates_pruned_total 2.0" in client.get("/metrics").text
+    assert metric(client, "prune_candidates_pruned_total") == before + 2
 
     client = make_client(texts=PRUNABLE, generator={"seconds_per_token": 0.01},
                          pruning={"enabled": True, "min_best_of": 4, "checkpoints": [2], "fraction": 0.25})

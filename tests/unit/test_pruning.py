@@ -1,15 +1,18 @@
 """Early pruning with the fake generator: who gets aborted, when, and that they stop."""
 
 import asyncio
+import time
 
 import pytest
 
 from service.config import FakeGeneratorConfig, FakeRewardConfig
 from service.generator.fake import FakeGenerator
-from service.pruning import Pruning, victim_count
+from service.budget import Budget
+from service.pruning import PruningPlan, victim_count
+from service.reward.catalog import StaticCatalog
 from service.reward.fake import FakeReward
 from service.selection import best_of_n
-from service.types import Deadline, Prompt, PruningSpec, SamplingSpec
+from service.types import Deadline, Prompt, SamplingSpec
 
 PROMPT = Prompt(text="Tell me something.")
 TEN = " w3 w4 w5 w6 w7 w8 w9 w10"  # every candidate runs ten words
@@ -18,16 +21,21 @@ TEN = " w3 w4 w5 w6 w7 w8 w9 w10"  # every candidate runs ten words
 TEXTS = ["a b" + TEN + " and a very long ending", "longer start" + TEN, "c d" + TEN, "longest beginning" + TEN]
 
 
-def generator(texts=TEXTS, seconds_per_token=0.02, **kw):
-    return FakeGenerator(FakeGeneratorConfig(texts=texts, seconds_per_token=seconds_per_token, **kw))
+def generator(texts=TEXTS, seconds_per_token=0.02, judge=None, **kw):
+    """A fake generator whose pruning judge is the fake reward (text length), unless given."""
+    judge = judge or StaticCatalog({"fake": FakeReward(FakeRewardConfig())}, "fake")
+    return FakeGenerator(FakeGeneratorConfig(texts=texts, seconds_per_token=seconds_per_token, **kw), judge)
 
 
-def select(gen, *, best_of=4, n=1, checkpoints=(2,), fraction=0.5, keep_at_least=1, budget_ms=5000, reward=None):
-    reward = reward or FakeReward(FakeRewardConfig())
-    pruning = Pruning(PruningSpec(tuple(checkpoints), fraction), keep_at_least, "fake", reward)
+def budget(ms):
+    return Budget.starting(time.time(), ms, response_margin_s=0.0, scoring_reserve_s=0.0)
+
+
+def select(gen, *, best_of=4, n=1, checkpoints=(2,), fraction=0.5, keep_at_least=1, budget_ms=5000):
+    pruning = PruningPlan(tuple(checkpoints), fraction, keep_at_least, "fake")
     return asyncio.run(
-        best_of_n(gen, reward, PROMPT, SamplingSpec(max_tokens=32), best_of=best_of, n=n,
-                  deadline=Deadline.after_ms(budget_ms), pruning=pruning)
+        best_of_n(gen, FakeReward(FakeRewardConfig()), PROMPT, SamplingSpec(max_tokens=32), best_of=best_of, n=n,
+                  budget=budget(budget_ms), pruning=pruning)
     )
 
 
@@ -46,7 +54,7 @@ def test_without_pruning_the_late_bloomer_wins():
     gen = generator()
     reward = FakeReward(FakeRewardConfig())
     result = asyncio.run(best_of_n(gen, reward, PROMPT, SamplingSpec(max_tokens=32), best_of=4, n=1,
-                                   deadline=Deadline.after_ms(5000)))
+                                   budget=budget(5000)))
     assert result.chosen[0].candidate.index == 0 and result.candidates_pruned == 0
 
 
@@ -55,7 +63,7 @@ def test_pruned_candidates_generate_no_more_tokens():
 
     async def scenario():
         stream = gen.generate(PROMPT, SamplingSpec(max_tokens=101), 4, Deadline.after_ms(5000),
-                              Pruning(PruningSpec((3,), 0.5), 1, "fake", FakeReward(FakeRewardConfig())))
+                              PruningPlan((3,), 0.5, 1, "fake"))
         pruned = []
         async for candidate in stream:
             if candidate.pruned:
@@ -98,15 +106,15 @@ def test_later_checkpoints_prune_again():
 
 
 def test_the_deadline_still_holds_while_pruning():
-    gen = generator(seconds_per_token=0.1)
-    slow_judge = FakeReward(FakeRewardConfig(seconds_per_call=5))
-    pruning = Pruning(PruningSpec((2,), 0.5), 1, "fake", slow_judge)
+    slow_judge = StaticCatalog({"fake": FakeReward(FakeRewardConfig(seconds_per_call=5))}, "fake")
+    gen = generator(seconds_per_token=0.1, judge=slow_judge)
+    pruning = PruningPlan((2,), 0.5, 1, "fake")
 
     async def scenario():
         loop = asyncio.get_running_loop()
         began = loop.time()
         result = await best_of_n(gen, FakeReward(FakeRewardConfig()), PROMPT, SamplingSpec(max_tokens=32), best_of=4,
-                                 n=1, deadline=Deadline.after_ms(600), pruning=pruning)
+                                 n=1, budget=budget(600), pruning=pruning)
         return result, loop.time() - began
 
     result, elapsed = asyncio.run(scenario())
@@ -120,3 +128,38 @@ def test_the_deadline_still_holds_while_pruning():
 )
 def test_victim_count(running, finished, fraction, keep, expected):
     assert victim_count(running, finished, fraction, keep) == expected
+
+
+def test_the_judge_scores_with_the_reward_model_the_plan_names():
+    # Two models disagree: "fake" likes long starts, "short" likes short ones.
+    class Shortest(FakeReward):
+        async def score(self, prompt, completions):
+            return type(await super().score(prompt, completions))([-float(len(c)) for c in completions])
+
+    judge = StaticCatalog({"fake": FakeReward(FakeRewardConfig()), "short": Shortest(FakeRewardConfig())}, "fake")
+    pruning = PruningPlan((2,), 0.5, 1, "short")
+    result = asyncio.run(best_of_n(generator(judge=judge), FakeReward(FakeRewardConfig()), PROMPT,
+                                   SamplingSpec(max_tokens=32), best_of=4, n=1, budget=budget(5000), pruning=pruning))
+    assert sorted(sc.candidate.index for sc in result.scored) == [0, 2]  # the short starts survived
+    assert judge.rewards.models["short"].calls == 1 and judge.rewards.models["fake"].calls == 0
+
+
+def test_a_generator_without_a_judge_refuses_to_prune():
+    gen = FakeGenerator(FakeGeneratorConfig(texts=TEXTS))
+    with pytest.raises(RuntimeError, match="without a judge"):
+        asyncio.run(best_of_n(gen, FakeReward(FakeRewardConfig()), PROMPT, SamplingSpec(max_tokens=32), best_of=4,
+                              n=1, budget=budget(5000), pruning=PruningPlan((2,), 0.5, 1, "fake")))
+
+
+@pytest.mark.parametrize("field, value", [("checkpoints", (4, 2)), ("fraction", 1.0), ("keep_at_least", 0)])
+def test_a_bad_pruning_plan_is_refused(field, value):
+    args = {"checkpoints": (2,), "fraction": 0.5, "keep_at_least": 1, "reward_model": "fake", field: value}
+    with pytest.raises(ValueError):
+        PruningPlan(**args)
+
+
+def test_a_pruning_plan_is_plain_data_that_pickles():
+    import pickle
+
+    plan = PruningPlan((8, 24), 0.5, 2, "style")
+    assert pickle.loads(pickle.dumps(plan)) == plan

@@ -15,7 +15,7 @@ from service.config import (
     SlopRewardConfig,
 )
 from service.reward import make_reward_models
-from service.types import zscores
+from service.reward.ensemble import zscores
 from service.reward.remote import RemoteReward, RewardServiceError
 from service.reward.sequence_classifier import SequenceClassifierReward
 from service.types import Prompt
@@ -49,7 +49,7 @@ def test_sequence_classifier_batching_does_not_change_scores(tiny_classifier):
     model = SequenceClassifierReward(SequenceClassifierRewardConfig(path=tiny_classifier, batch_size=2))
     alone = [run(model.score(PROMPT, [t])).values[0] for t in TEXTS]
     other = Prompt(messages=({"role": "user", "content": "Say hi"},))
-    together = run(model.score_many([(PROMPT, TEXTS, None), (other, ["hi", "hello there friend"], None)]))
+    together = run(model.score_many([(PROMPT, TEXTS), (other, ["hi", "hello there friend"])]))
     assert together[0].values == pytest.approx(alone, abs=1e-4)
     assert len(together[1].values) == 2
 
@@ -158,7 +158,7 @@ def ensemble(weights):
 
 
 def test_ensemble_sums_weighted_zscores_and_reports_raw_components():
-    scores = run(ensemble({"fake": 1.0, "slop": 2.0}).score(PROMPT, TEXTS, 64))
+    scores = run(ensemble({"fake": 1.0, "slop": 2.0}).score(PROMPT, TEXTS))
     assert scores.components["fake"] == [float(len(t)) for t in TEXTS]  # each member's own score
     zf, zs = zscores(scores.components["fake"]), zscores(scores.components["slop"])
     assert scores.values == pytest.approx([zf[i] + 2 * zs[i] for i in range(3)], abs=1e-3)
@@ -166,19 +166,19 @@ def test_ensemble_sums_weighted_zscores_and_reports_raw_components():
 
 
 def test_ensemble_scores_merged_across_calls_equal_one_call():
-    from service.types import merge_scores
+    from service.types import concat
 
     model = ensemble({"fake": 1.0, "slop": 1.0})
-    whole = run(model.score(PROMPT, TEXTS, 64))
-    parts = [run(model.score(PROMPT, TEXTS[:1], 64)), run(model.score(PROMPT, TEXTS[1:], 64))]
+    whole = run(model.score(PROMPT, TEXTS))
+    parts = [run(model.score(PROMPT, TEXTS[:1])), run(model.score(PROMPT, TEXTS[1:]))]
     assert parts[0].values == [0.0]  # alone, a candidate has nothing to be compared with
-    assert merge_scores(parts).values == pytest.approx(whole.values, abs=1e-3)
+    assert concat(parts).values == pytest.approx(whole.values, abs=1e-3)
 
 
 def test_ensemble_is_not_swamped_by_a_members_scale():
     # The fake reward's scale is characters (tens); slop's is a few points. Weighted
     # equally after z-scoring, slop can still overturn the fake member's favourite.
-    scores = run(ensemble({"fake": 1.0, "slop": 1.0}).score(PROMPT, TEXTS, 64))
-    fake_only = run(ensemble({"fake": 1.0}).score(PROMPT, TEXTS, 64))
+    scores = run(ensemble({"fake": 1.0, "slop": 1.0}).score(PROMPT, TEXTS))
+    fake_only = run(ensemble({"fake": 1.0}).score(PROMPT, TEXTS))
     assert max(range(3), key=lambda i: fake_only.values[i]) == 1  # the longest, sycophantic text
     assert max(range(3), key=lambda i: scores.values[i]) != 1

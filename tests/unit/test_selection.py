@@ -1,6 +1,7 @@
 """Best-of-N selection with the fake generator and reward: no Ray, no HTTP."""
 
 import asyncio
+import time
 
 import pytest
 
@@ -9,9 +10,15 @@ from service.errors import BudgetExhausted
 from service.generator.fake import FakeGenerator
 from service.reward.fake import FakeReward
 from service.selection import best_of_n
-from service.types import Deadline, Prompt, SamplingSpec, Scores
+from service.budget import Budget
+from service.types import Prompt, SamplingSpec, Scores
 
 PROMPT = Prompt(text="Tell me something.")
+
+
+def budget(ms: float, scoring_reserve_s: float = 0.0) -> Budget:
+    """A budget starting now, with no response margin: selection aims at the deadline itself."""
+    return Budget.starting(time.time(), ms, response_margin_s=0.0, scoring_reserve_s=scoring_reserve_s)
 
 
 def run(coro):
@@ -27,7 +34,7 @@ def select(generator, reward=None, *, best_of=4, n=1, budget_ms=5000, max_tokens
             SamplingSpec(max_tokens=max_tokens, seed=seed),
             best_of=best_of,
             n=n,
-            deadline=Deadline.after_ms(budget_ms),
+            budget=budget(budget_ms),
         )
     )
 
@@ -107,7 +114,7 @@ def test_aborted_candidates_generate_no_more_tokens():
     async def scenario():
         await best_of_n(
             gen, FakeReward(FakeRewardConfig()), PROMPT, SamplingSpec(max_tokens=200),
-            best_of=3, n=1, deadline=Deadline.after_ms(200),
+            best_of=3, n=1, budget=budget(200),
         )
         after_return = gen.generated_tokens
         await asyncio.sleep(0.3)
@@ -120,7 +127,7 @@ def test_aborted_candidates_generate_no_more_tokens():
 
 def test_a_reward_that_miscounts_is_an_error_not_a_silent_pick():
     class Broken(FakeReward):
-        async def score(self, prompt, completions, max_tokens=None):
+        async def score(self, prompt, completions):
             return Scores([1.0] * (len(completions) - 1))
 
     gen = FakeGenerator(FakeGeneratorConfig(texts=["a", "bb"]))
@@ -139,16 +146,16 @@ def test_candidates_are_scored_as_they_finish_in_micro_batches():
     calls = []
 
     class Recording(FakeReward):
-        async def score(self, prompt, completions, max_tokens=None):
+        async def score(self, prompt, completions):
             calls.append((asyncio.get_running_loop().time(), list(completions)))
-            return await super().score(prompt, completions, max_tokens)
+            return await super().score(prompt, completions)
 
     gen = FakeGenerator(FakeGeneratorConfig(texts=["a", "bb", "ccc", "dddd"], candidate_delays_s=[0, 0, 0, 0.3]))
     result = select(gen, Recording(FakeRewardConfig()), best_of=4)
     assert result.chosen[0].candidate.text == "dddd"
     assert [len(batch) for _, batch in calls] == [3, 1]  # the three that finished together, then the slow one
     assert calls[-1][0] - calls[0][0] >= 0.25
-    assert result.score_calls == 2
+    assert len(result.score_calls) == 2 and [texts for _, texts in result.score_calls] == [3, 1]
 
 
 def test_margin_and_uplift():
@@ -160,7 +167,7 @@ def test_margin_and_uplift():
 
 def test_a_failing_reward_fails_the_request():
     class Failing(FakeReward):
-        async def score(self, prompt, completions, max_tokens=None):
+        async def score(self, prompt, completions):
             raise ConnectionError("reward service down")
 
     with pytest.raises(ConnectionError):
@@ -178,7 +185,7 @@ def test_an_ensemble_ranks_candidates_scored_in_different_micro_batches_together
     texts = ["Great question! It depends.", "Keep bread in a paper bag, then freeze it.", "ok"]
     gen = FakeGenerator(FakeGeneratorConfig(texts=texts, candidate_delays_s=[0, 0.2, 0.4]))
     result = select(gen, reward, best_of=3)
-    assert result.score_calls == 3  # one candidate per call
+    assert len(result.score_calls) == 3  # one candidate per call
     assert result.chosen[0].candidate.text == texts[1]
     assert result.chosen[0].score > 0 and sum(sc.score for sc in result.scored) == pytest.approx(0, abs=1e-3)
 
@@ -193,7 +200,7 @@ def test_scoring_that_would_overrun_the_deadline_leaves_the_best_so_far():
         loop = asyncio.get_running_loop()
         began = loop.time()
         result = await best_of_n(gen, slow, PROMPT, SamplingSpec(max_tokens=8), best_of=2, n=1,
-                                 deadline=Deadline.after_ms(600))
+                                 budget=budget(600))
         return result, loop.time() - began
 
     result, elapsed = run(scenario())
@@ -202,21 +209,36 @@ def test_scoring_that_would_overrun_the_deadline_leaves_the_best_so_far():
     assert result.stopped_early and result.candidates_generated == 2
 
 
-def test_generation_stops_early_enough_to_score_partials_with_a_slow_reward():
-    # Nothing finishes within 2 s; scoring two texts takes 0.5 s. Once the cost is
-    # known, generation stops 0.5 s early and the partials are scored by the deadline.
+def test_a_scoring_reserve_stops_generation_early_enough_to_score_partials():
+    # Nothing finishes within 2 s; scoring two texts takes 0.5 s. With 0.5 s kept
+    # back, generation stops at 1.5 s and the partials are scored by the deadline.
     gen = FakeGenerator(FakeGeneratorConfig(texts=[" ".join(["tok"] * 500)], seconds_per_token=0.02))
     slow = FakeReward(FakeRewardConfig(seconds_per_call=0.5))
 
-    async def scenario():
-        await best_of_n(gen, slow, PROMPT, SamplingSpec(max_tokens=8), best_of=2, n=1,
-                        deadline=Deadline.after_ms(5000))  # learns the cost: 0.25 s per text
+    async def scenario(reserve_s):
         loop = asyncio.get_running_loop()
         began = loop.time()
         result = await best_of_n(gen, slow, PROMPT, SamplingSpec(max_tokens=500), best_of=2, n=1,
-                                 deadline=Deadline.after_ms(2000), scoring_reserve_s=0.15)
+                                 budget=budget(2000, scoring_reserve_s=reserve_s))
         return result, loop.time() - began
 
-    result, elapsed = run(scenario())
+    result, elapsed = run(scenario(0.5))
     assert not result.chosen[0].candidate.finished  # a partial answer
-    assert elapsed < 2.0 + 0.15  # with only the 0.15 s floor it would end near 2.35 s
+    assert elapsed < 2.0 + 0.15
+    _, without_reserve = run(scenario(0.0))
+    assert without_reserve > 2.0 + 0.3  # generation ran to the deadline, scoring after it
+
+
+def test_a_call_stuck_past_the_deadline_is_a_504_at_the_give_up_time():
+    # The reward never answers; the fallback scoring has no deadline of its own.
+    gen = FakeGenerator(FakeGeneratorConfig(texts=["w " * 50], seconds_per_token=0.05))
+    stuck = FakeReward(FakeRewardConfig(seconds_per_call=60))
+
+    async def scenario():
+        b = budget(300)
+        with pytest.raises(BudgetExhausted):
+            await best_of_n(gen, stuck, PROMPT, SamplingSpec(max_tokens=50), best_of=2, n=1, budget=b)
+        return time.time() - b.give_up_by.at
+
+    late_by = run(scenario())
+    assert -0.05 < late_by < 0.3

@@ -1,6 +1,7 @@
 """The slop reward prefers plain, specific prose over the tells of machine writing."""
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
@@ -12,7 +13,7 @@ PLAIN = "Keep it in a paper bag on the counter for two days, then slice it and f
 
 
 def score(text, prompt=ASK, max_tokens=128):
-    return SlopReward().score_texts(prompt, [text], max_tokens).values[0]
+    return SlopReward().score_texts(replace(prompt, max_tokens=max_tokens), [text]).values[0]
 
 
 @pytest.mark.parametrize(
@@ -40,27 +41,27 @@ def test_verbosity_counts_against_a_request_for_brevity():
     brief = Prompt(text="Briefly: how do I keep bread fresh?")
     padded = " ".join([PLAIN] * 6)
     assert score(padded, brief) < score(PLAIN, brief)
-    assert SlopReward().score_texts(brief, [padded], 128).components["verbosity"][0] < 0
+    assert SlopReward().score_texts(replace(brief, max_tokens=128), [padded]).components["verbosity"][0] < 0
 
 
 def test_a_long_answer_is_not_punished_when_the_request_allows_it():
     long_plain = " ".join([PLAIN] * 3)  # ~57 words, within 0.75 * 256 tokens
-    assert SlopReward().score_texts(ASK, [long_plain], 256).components["verbosity"][0] == 0
+    assert SlopReward().score_texts(replace(ASK, max_tokens=256), [long_plain]).components["verbosity"][0] == 0
 
 
 def test_not_x_but_y_is_detected():
-    comps = SlopReward().score_texts(ASK, ["It's not a recipe, it's a ritual.", PLAIN], 64).components
+    comps = SlopReward().score_texts(replace(ASK, max_tokens=64), ["It's not a recipe, it's a ritual.", PLAIN]).components
     assert comps["not_x_but_y"][0] < 0 and comps["not_x_but_y"][1] == 0
 
 
 def test_repetition_loops_are_penalised():
     loop = "the bread is good and " * 12
-    assert SlopReward().score_texts(ASK, [loop], 128).components["repetition"][0] < -1
+    assert SlopReward().score_texts(replace(ASK, max_tokens=128), [loop]).components["repetition"][0] < -1
 
 
 def test_components_add_up_to_the_score_and_cover_every_text():
     texts = [PLAIN, "Great question! Perhaps.", ""]
-    scores = asyncio.run(SlopReward().score(ASK, texts, 64))
+    scores = asyncio.run(SlopReward().score(replace(ASK, max_tokens=64), texts))
     assert set(scores.components) == set(WEIGHTS)
     for i in range(len(texts)):
         assert sum(scores.components[name][i] for name in WEIGHTS) == pytest.approx(scores.values[i], abs=1e-3)

@@ -1,0 +1,204 @@
+"""The request path as one object: a `Reranker` plans a request, then runs it.
+
+    plan = await reranker.plan(request, arrived)   # checks, defaults, budget: a frozen RerankPlan
+    selection = await reranker.run(plan)           # best-of-N within the budget, metrics recorded
+
+The HTTP routes, the benchmarks and the tests all go through these two calls, so
+what is measured is what is served. The Reranker knows nothing about Ray or
+HTTP: it is given a Generator and a RewardCatalog (in the Ray app, adapters over
+deployment handles; in one process, the models themselves).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from typing import Iterable
+
+from service import metrics
+from service.budget import Budget
+from service.config import ServiceConfig
+from service.errors import BudgetExhausted, NotFound
+from service.generator.base import Generator
+from service.protocol import RerankRequest, reject
+from service.pruning import PruningPlan
+from service.reward.catalog import RewardCatalog
+from service.selection import Selection, best_of_n
+from service.types import Prompt, SamplingSpec
+
+
+class ScoringCost:
+    """Seconds per scored text, per reward model name (a moving average of the
+    reward calls seen), so generation stops early enough to score the texts at
+    hand. One per process, owned by its Reranker; a test can read or preset it."""
+
+    def __init__(self, weight: float = 0.3, floor_s: float = 0.15):
+        self.weight = weight
+        self.floor_s = floor_s  # kept back even before anything was measured
+        self.per_text: dict[str, float] = {}
+
+    def observe(self, reward_model: str, calls: Iterable[tuple[float, int]]) -> None:
+        """Learn from reward calls, each (seconds, texts)."""
+        for seconds, texts in calls:
+            value = seconds / max(texts, 1)  # fixed per-call costs count in: an overestimate, on the safe side
+            old = self.per_text.get(reward_model)
+            self.per_text[reward_model] = value if old is None else old + self.weight * (value - old)
+
+    def reserve(self, reward_model: str, texts: int) -> float:
+        """Seconds to keep back from generation for scoring `texts` texts."""
+        return max(self.floor_s, self.per_text.get(reward_model, 0.0) * texts)
+
+
+@dataclass(frozen=True)
+class RerankPlan:
+    """Everything decided about a request before any candidate is sampled."""
+
+    reward_model: str
+    best_of: int  # asked for (or the configured default)
+    effective_best_of: int  # sampled: fewer than best_of when the generator is saturated
+    n: int
+    prompt: Prompt
+    sampling: SamplingSpec
+    budget: Budget
+    pruning: PruningPlan | None
+    return_candidates: bool = False
+
+    @property
+    def max_tokens(self) -> int:
+        return self.sampling.max_tokens
+
+
+class Reranker:
+    def __init__(
+        self,
+        config: ServiceConfig,
+        generator: Generator,
+        catalog: RewardCatalog,
+        scoring_cost: ScoringCost | None = None,
+    ):
+        self.config, self.limits = config, config.limits
+        self.generator, self.catalog = generator, catalog
+        self.scoring_cost = scoring_cost or ScoringCost()
+
+    async def plan(self, request: RerankRequest, arrived: float | None = None) -> RerankPlan:
+        """Resolve defaults and check the request against the configured limits; the
+        budget counts from `arrived` (wall clock; now if not given)."""
+        arrived = time.time() if arrived is None else arrived
+        limits = self.limits
+        if request.model != self.generator.model_name:
+            raise NotFound(f"model {request.model!r} does not exist; try GET /v1/models", param="model",
+                           code="model_not_found")
+        reward_model = (await self.catalog.current()).resolve(request.reward_model)
+        best_of = request.best_of or max(limits.best_of_default, request.n)
+        _check_cap("best_of", best_of, limits.best_of_max)
+        if request.n > best_of:
+            raise reject("n", f"n ({request.n}) must not exceed best_of ({best_of})")
+        max_tokens = request.requested_max_tokens() or limits.max_tokens_default
+        _check_cap("max_tokens", max_tokens, limits.max_tokens_max)
+        budget_ms = request.latency_budget_ms or limits.latency_budget_ms_default
+        _check_cap("latency_budget_ms", budget_ms, limits.latency_budget_ms_max)
+        effective = await self.effective_best_of(best_of, request.n)
+        budget = Budget.starting(
+            arrived,
+            budget_ms,
+            response_margin_s=limits.response_margin_ms / 1000.0,
+            scoring_reserve_s=self.scoring_cost.reserve(reward_model, effective),
+        )
+        return RerankPlan(
+            reward_model=reward_model,
+            best_of=best_of,
+            effective_best_of=effective,
+            n=request.n,
+            prompt=replace(request.to_prompt(), max_tokens=max_tokens),
+            sampling=request.sampling(max_tokens),
+            budget=budget,
+            pruning=self.pruning_plan(request, effective, reward_model),
+            return_candidates=request.return_candidates,
+        )
+
+    async def effective_best_of(self, best_of: int, n: int) -> int:
+        """Fewer candidates when the generator is saturated, so budgets still hold."""
+        limits = self.limits
+        if not limits.saturation_candidates:
+            return best_of
+        room = limits.saturation_candidates - await self.generator.load()
+        if room >= best_of:
+            return best_of
+        metrics.ADAPTIVE_REDUCTIONS.inc()
+        floor = max(limits.best_of_floor, limits.min_candidates, n)
+        return min(best_of, max(floor, room))
+
+    def pruning_plan(self, request: RerankRequest, best_of: int, reward_model: str) -> PruningPlan | None:
+        """The request's pruning schedule: its own, the configured one, or none."""
+        configured, asked = self.config.pruning, request.pruning
+        wanted = asked.enabled if asked is not None else configured.enabled and best_of >= configured.min_best_of
+        if not wanted:
+            return None
+        return PruningPlan(
+            checkpoints=tuple((asked and asked.checkpoints) or configured.checkpoints),
+            fraction=(asked and asked.fraction) or configured.fraction,
+            keep_at_least=max(request.n, self.limits.min_candidates),
+            reward_model=reward_model,
+        )
+
+    async def run(self, plan: RerankPlan) -> Selection:
+        """Sample, prune and select within the plan's budget; raises BudgetExhausted (504)."""
+        reward = (await self.catalog.current()).get(plan.reward_model)
+        try:
+            selection = await best_of_n(
+                self.generator,
+                reward,
+                plan.prompt,
+                plan.sampling,
+                best_of=plan.effective_best_of,
+                n=plan.n,
+                budget=plan.budget,
+                pruning=plan.pruning,
+            )
+        except BudgetExhausted:
+            metrics.BUDGET_EXHAUSTED.inc()
+            metrics.BUDGET_CUTOFFS.inc()
+            raise
+        self.scoring_cost.observe(plan.reward_model, selection.score_calls)
+        record(plan, selection)
+        return selection
+
+
+def _check_cap(param: str, value: int, cap: int) -> None:
+    if value > cap:
+        raise reject(param, f"{param}: at most {cap}")
+
+
+def record(plan: RerankPlan, selection: Selection) -> None:
+    """The metrics of one answered request."""
+    name = plan.reward_model
+    metrics.BEST_OF.observe(plan.effective_best_of)
+    metrics.GENERATE_LATENCY.observe(selection.generate_s)
+    metrics.SCORE_LATENCY.observe(selection.score_s)
+    metrics.CANDIDATES_GENERATED.inc(selection.candidates_generated)
+    metrics.CANDIDATES_SCORED.inc(len(selection.scored))
+    metrics.COMPLETION_TOKENS.inc(selection.completion_tokens)
+    metrics.CHOSEN_REWARD.labels(name).observe(selection.chosen[0].score)
+    for sc in selection.scored:
+        metrics.CANDIDATE_REWARD.labels(name).observe(sc.score)
+    metrics.REWARD_MARGIN.labels(name).observe(selection.margin)
+    metrics.REWARD_UPLIFT.labels(name).observe(selection.uplift)
+    if selection.stopped_early:
+        metrics.BUDGET_CUTOFFS.inc()
+
+
+async def local_reranker(config: ServiceConfig) -> Reranker:
+    """The whole request path in one process, no Ray: the config's generator and
+    reward models, pruning judged by the same models. Benchmarks measure this
+    against the service."""
+    from service.generator import make_generator
+    from service.reward import make_reward_models
+    from service.reward.catalog import StaticCatalog
+
+    models = make_reward_models(config.reward_models)
+    for model in models.values():
+        await model.start()
+    catalog = StaticCatalog(models, config.default_reward_model)
+    generator = make_generator(config.generator, judge=catalog)
+    await generator.start()
+    return Reranker(config, generator, catalog)
