@@ -12,7 +12,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 STAMP := $(VENV)/.installed-$(ENGINE)
 MODEL_STAMP := $(VENV)/.models-prepared
 
-.PHONY: install models serve test test-unit test-e2e bench clean
+.PHONY: install models serve test test-unit test-integration test-e2e bench clean
 
 install: $(STAMP)
 
@@ -37,8 +37,16 @@ serve: install models
 test: install models
 	$(PY) -m pytest tests
 
+# The tiers on their own: unit (fakes, seconds), integration (Ray Serve with fakes),
+# e2e (the real embedded default).
 test-unit: install
-	$(PY) -m pytest tests/unit tests/integration
+	$(PY) -m pytest tests/unit
+
+test-integration: install
+	$(PY) -m pytest tests/integration
+
+test-e2e: install models
+	$(PY) -m pytest tests/e2e
 
 bench: install models
 	$(PY) -m loadtests.bench_latency --inprocess $(CONFIG)

@@ -2,10 +2,12 @@
 
     python -m loadtests.bench_compute --out loadtests/results/compute
 
-Runs the service's own selection code in-process on the engine of a deploy file
-(no Ray, no HTTP: this measures the algorithm, not the plumbing) over a fixed
-set of chat prompts, the same seeds for every setting, so best-of-16 sees the
-candidates of best-of-8 and more. Three parts:
+Runs the service's own request path in-process (`Reranker.plan` and `.run`,
+built from a deploy file by `local_reranker`: no Ray, no HTTP, so this measures
+the algorithm, not the plumbing) over a fixed set of chat requests, the same
+seeds for every setting, so best-of-16 sees the candidates of best-of-8 and
+more. Each request names its pruning explicitly (off, or the schedule given
+here); limits, response margin and adaptive best_of are the config's. Three parts:
 
 1. best_of 1, 2, 4, 8, 16 without pruning and with it: mean chosen reward,
    p50/p95 latency, generated tokens per request;
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import statistics
 import sys
 import time
@@ -36,22 +39,25 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def run_cell(generator, reward, prompts, *, best_of, max_tokens, budget_s, pruning, seed):
-    from service.api import SCORING_RESERVE_S
+# The most the config allows: "no budget" for the parts that measure compute.
+UNLIMITED_MS = 120_000
+
+
+async def run_cell(reranker, prompts, *, best_of, max_tokens, budget_ms, pruning, reward_model, seed):
+    """One setting over every prompt, as chat requests through the Reranker."""
     from service.errors import BudgetExhausted
-    from service.selection import best_of_n
-    from service.types import Deadline, Prompt, SamplingSpec
+    from service.protocol import ChatCompletionRequest
 
     rewards, seconds, tokens, finished, timeouts = [], [], [], [], 0
     for i, text in enumerate(prompts):
-        prompt = Prompt(messages=({"role": "user", "content": text},))
+        request = ChatCompletionRequest.model_validate({
+            "model": reranker.generator.model_name, "messages": [{"role": "user", "content": text}],
+            "max_tokens": max_tokens, "best_of": best_of, "seed": seed + 100 * i, "latency_budget_ms": budget_ms,
+            "reward_model": reward_model, "pruning": pruning,
+        })
         started = time.time()
         try:
-            selection = await best_of_n(
-                generator, reward, prompt, SamplingSpec(max_tokens=max_tokens, seed=seed + 100 * i),
-                best_of=best_of, n=1, deadline=Deadline(started + budget_s),
-                scoring_reserve_s=SCORING_RESERVE_S, pruning=pruning,
-            )
+            selection = await reranker.run(await reranker.plan(request, arrived=started))
         except BudgetExhausted:
             timeouts += 1
             seconds.append(time.time() - started)
@@ -84,41 +90,32 @@ def row(label, best_of, pruning_on, budget_s, rewards, seconds, tokens, finished
 
 async def bench(args) -> list[dict]:
     from service.config import load_serve_file
-    from service.generator import make_generator
-    from service.pruning import Pruning
-    from service.reward import make_reward_models
-    from service.types import PruningSpec
+    from service.serving import local_reranker
 
     _, config = load_serve_file(args.config)
-    generator = make_generator(config.generator)
-    await generator.start()
-    models = make_reward_models(config.reward_models)
-    reward = models[args.reward]
-    for model in models.values():
-        await model.start()
+    reranker = await local_reranker(config)
     prompts = PROMPTS[: args.prompts]
-    pruning = Pruning(PruningSpec(tuple(args.checkpoints), args.fraction), 1, args.reward, reward)
-    unlimited = 600.0
+    schedule = {"checkpoints": args.checkpoints, "fraction": args.fraction}
+    cell = functools.partial(run_cell, reranker, max_tokens=args.max_tokens, reward_model=args.reward, seed=args.seed)
     # Warm-up: the first requests compile and fill caches.
-    await run_cell(generator, reward, prompts[:2], best_of=2, max_tokens=16, budget_s=unlimited, pruning=None, seed=1)
+    await run_cell(reranker, prompts[:2], best_of=2, max_tokens=16, budget_ms=UNLIMITED_MS, pruning=False,
+                   reward_model=args.reward, seed=1)
 
     rows = [r for r in read_rows(args.compute_from) if r["part"] == "compute"] if args.compute_from else []
     for best_of in [] if args.compute_from else args.best_of:
         for prune in (False, True) if best_of > 1 else (False,):
-            cell = await run_cell(generator, reward, prompts, best_of=best_of, max_tokens=args.max_tokens,
-                                  budget_s=unlimited, pruning=pruning if prune else None, seed=args.seed)
-            rows.append(row("compute", best_of, prune, unlimited, *cell, args.margin_ms / 1000))
+            result = await cell(prompts, best_of=best_of, budget_ms=UNLIMITED_MS, pruning=schedule if prune else False)
+            rows.append(row("compute", best_of, prune, UNLIMITED_MS / 1000, *result, args.margin_ms / 1000))
             print(rows[-1], flush=True)
 
     single_p50 = next(r["p50_s"] for r in rows if r["best_of"] == 1)
     top = max(args.best_of)
     for factor in args.budgets:
-        budget_s = factor * single_p50
-        cell = await run_cell(generator, reward, prompts, best_of=top, max_tokens=args.max_tokens,
-                              budget_s=budget_s, pruning=None, seed=args.seed)
-        rows.append(row(f"anytime x{factor}", top, False, budget_s, *cell, args.margin_ms / 1000))
+        budget_ms = round(factor * single_p50 * 1000)
+        result = await cell(prompts, best_of=top, budget_ms=budget_ms, pruning=False)
+        rows.append(row(f"anytime x{factor}", top, False, budget_ms / 1000, *result, args.margin_ms / 1000))
         print(rows[-1], flush=True)
-    generator.shutdown()
+    reranker.generator.shutdown()
     return rows
 
 

@@ -1,12 +1,15 @@
 """Latency of best-of-N at concurrency 1: through prune's HTTP API, or the same
-work done directly on the engine in-process (no Ray, no HTTP).
+request path driven in-process (no Ray, no HTTP).
 
-    python -m loadtests.bench_latency --inprocess deploy/local.yaml       # engine in-process
+    python -m loadtests.bench_latency --inprocess deploy/local.yaml       # the Reranker in this process
     python -m loadtests.bench_latency --url http://127.0.0.1:8000         # a running service
 
-Both run the same prompts with the same seeds: best_of candidates sampled as
-separate engine requests, scored by the config's default reward, best returned. Prints a
-table and, with --csv, writes one row per (mode, best_of).
+Both send the same request bodies (same prompts, seeds, budget) to the same
+code: the service's routes call `Reranker.plan` and `Reranker.run`, and so does
+the in-process mode, built from the deploy file by `local_reranker` — the same
+generator, reward models, limits and pruning as `make serve` runs. The
+difference between the two is the serving stack (Ray, HTTP, separate replicas).
+Prints a table and, with --csv, writes one row per (mode, best_of).
 """
 
 from __future__ import annotations
@@ -25,6 +28,16 @@ from loadtests.report import write_csv
 PROMPTS = ALL_PROMPTS[:3]
 
 
+def bodies(model: str, best_of: int, max_tokens: int, repeats: int) -> list[dict]:
+    """The requests of one cell, the same for both modes."""
+    return [
+        {"model": model, "prompt": prompt, "best_of": best_of, "max_tokens": max_tokens, "seed": 1000 * r + i,
+         "latency_budget_ms": 120000}
+        for r in range(repeats)
+        for i, prompt in enumerate(PROMPTS)
+    ]
+
+
 def summarize(mode: str, best_of: int, seconds: list[float]) -> dict:
     return {
         "mode": mode,
@@ -41,23 +54,14 @@ def bench_http(url: str, model: str, best_ofs: list[int], max_tokens: int, repea
     rows = []
     for best_of in best_ofs:
         seconds = []
-        for r in range(repeats):
-            for i, prompt in enumerate(PROMPTS):
-                body = {
-                    "model": model,
-                    "prompt": prompt,
-                    "best_of": best_of,
-                    "max_tokens": max_tokens,
-                    "seed": 1000 * r + i,
-                    "latency_budget_ms": 120000,
-                }
-                req = urllib.request.Request(
-                    f"{url}/v1/completions", json.dumps(body).encode(), {"content-type": "application/json"}
-                )
-                t = time.perf_counter()
-                with urllib.request.urlopen(req, timeout=300) as resp:
-                    json.loads(resp.read())
-                seconds.append(time.perf_counter() - t)
+        for body in bodies(model, best_of, max_tokens, repeats):
+            req = urllib.request.Request(
+                f"{url}/v1/completions", json.dumps(body).encode(), {"content-type": "application/json"}
+            )
+            t = time.perf_counter()
+            with urllib.request.urlopen(req, timeout=300) as resp:
+                json.loads(resp.read())
+            seconds.append(time.perf_counter() - t)
         rows.append(summarize("http", best_of, seconds))
         print(rows[-1], flush=True)
     return rows
@@ -65,39 +69,30 @@ def bench_http(url: str, model: str, best_ofs: list[int], max_tokens: int, repea
 
 async def bench_inprocess(config_path: str, best_ofs: list[int], max_tokens: int, repeats: int) -> list[dict]:
     from service.config import load_serve_file
-    from service.generator import make_generator
-    from service.reward import make_reward_models
-    from service.selection import best_of_n
-    from service.types import Deadline, Prompt, SamplingSpec
+    from service.protocol import CompletionRequest
+    from service.serving import local_reranker
 
     _, config = load_serve_file(config_path)
     t = time.perf_counter()
-    generator = make_generator(config.generator)
-    await generator.start()
+    reranker = await local_reranker(config)
     print(f"engine ready in {time.perf_counter() - t:.1f} s", flush=True)
-    reward = make_reward_models(config.reward_models)[config.default_reward_model]
-    await best_of_n(  # warm-up, like the service's first request after start
-        generator, reward, Prompt(text="Hello"), SamplingSpec(max_tokens=8), best_of=1, n=1, deadline=Deadline.after_ms(60000)
-    )
+    model = reranker.generator.model_name
+
+    async def answer(body: dict) -> None:
+        await reranker.run(await reranker.plan(CompletionRequest.model_validate(body)))
+
+    # Warm-up, like the service's first request after start.
+    await answer({"model": model, "prompt": "Hello", "best_of": 1, "max_tokens": 8})
     rows = []
     for best_of in best_ofs:
         seconds = []
-        for r in range(repeats):
-            for i, text in enumerate(PROMPTS):
-                t = time.perf_counter()
-                await best_of_n(
-                    generator,
-                    reward,
-                    Prompt(text=text),
-                    SamplingSpec(max_tokens=max_tokens, seed=1000 * r + i),
-                    best_of=best_of,
-                    n=1,
-                    deadline=Deadline.after_ms(120000),
-                )
-                seconds.append(time.perf_counter() - t)
+        for body in bodies(model, best_of, max_tokens, repeats):
+            t = time.perf_counter()
+            await answer(body)
+            seconds.append(time.perf_counter() - t)
         rows.append(summarize("inprocess", best_of, seconds))
         print(rows[-1], flush=True)
-    generator.shutdown()
+    reranker.generator.shutdown()
     return rows
 
 

@@ -74,9 +74,8 @@ class GeneratorServer:
         await self.generator.check_ready()
 
     def __del__(self):
-        shutdown = getattr(getattr(self, "generator", None), "shutdown", None)
-        if shutdown is not None:
-            shutdown()
+        if hasattr(self, "generator"):  # not when __init__ failed before building it
+            self.generator.shutdown()
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,9 @@ class Generator(ABC):
     async def start(self) -> None:
         """Load weights, start engines. Called once before the first request."""
 
+    def shutdown(self) -> None:
+        """Stop engines and their processes; the generator serves no more."""
+
     @abstractmethod
     def generate(
         self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline, pruning: PruningPlan | None = None

@@ -11,6 +11,7 @@ import httpx
 import openai
 import pytest
 
+from tests.metrics_text import sample
 from tests.service_process import ROOT, ServiceProcess
 
 MODEL = "smollm2-135m-instruct"
@@ -29,6 +30,10 @@ def service(tmp_path_factory):
 
 def post(service, path, body, timeout=120):
     return httpx.post(f"{service.url}{path}", json=body, timeout=timeout)
+
+
+def metric(service, name, **labels):
+    return sample(httpx.get(f"{service.url}/metrics", timeout=10).text, name, **labels)
 
 
 def test_completion_is_reranked(service):
@@ -53,12 +58,20 @@ def test_same_seed_same_answer(service):
 
 
 def test_chat_uses_the_chat_template(service):
-    r = post(service, "/v1/chat/completions", {"model": MODEL, "max_tokens": 12, "best_of": 2,
-                                               "messages": [{"role": "user", "content": "Say hello."}]})
+    from transformers import AutoTokenizer
+
+    from service.embedded import resolve_model_path
+
+    messages = [{"role": "user", "content": "Say hello."}]
+    r = post(service, "/v1/chat/completions", {"model": MODEL, "max_tokens": 12, "best_of": 2, "messages": messages})
     assert r.status_code == 200, r.text
     message = r.json()["choices"][0]["message"]
     assert message["role"] == "assistant" and message["content"].strip()
-    assert "<|im_start|>" not in message["content"]
+    # The engine saw the templated conversation (system turn, role markers), not the bare text.
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("embedded:smollm2-135m-instruct"))
+    templated = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    expected = len(tokenizer.encode(templated, add_special_tokens=False))
+    assert r.json()["usage"]["prompt_tokens"] == expected > len(tokenizer.encode("Say hello.")) + 4
 
 
 def test_streaming(service):
@@ -73,6 +86,7 @@ def test_streaming(service):
 
 def test_budget_holds_and_aborts_unfinished_candidates(service):
     budget_ms = 2500
+    cutoffs, aborted = metric(service, "prune_budget_cutoffs_total"), metric(service, "prune_candidates_aborted_total")
     started = time.monotonic()
     r = post(service, "/v1/completions", {"model": MODEL, "best_of": 4, "max_tokens": 400, "seed": 11,
                                           "prompt": "Write a long, detailed essay on the history of lighthouses.",
@@ -84,6 +98,8 @@ def test_budget_holds_and_aborts_unfinished_candidates(service):
     # Either the cut candidates were left out (some finished) or the best partial one was returned.
     assert rr["candidates_scored"] < 4 or r.json()["choices"][0]["finish_reason"] == "length"
     assert elapsed < budget_ms / 1000 + 1.5
+    assert metric(service, "prune_budget_cutoffs_total") == cutoffs + 1
+    assert metric(service, "prune_candidates_aborted_total") >= aborted + 1
     # The engine really stopped: a short request right after is not stuck behind 4 x 400 tokens.
     started = time.monotonic()
     quick = post(service, "/v1/completions", {"model": MODEL, "prompt": "Hi", "best_of": 1, "max_tokens": 4})
@@ -94,10 +110,12 @@ def test_early_pruning_aborts_weak_starts_in_the_engine(service):
     body = {"model": MODEL, "best_of": 4, "max_tokens": 48, "seed": 5,
             "prompt": "Explain in a few sentences why the sky is blue.",
             "pruning": {"checkpoints": [6], "fraction": 0.5}, "return_candidates": True}
+    pruned_before = metric(service, "prune_candidates_pruned_total")
     r = post(service, "/v1/completions", body)
     assert r.status_code == 200, r.text
     rr, usage = r.json()["reranking"], r.json()["usage"]
     assert rr["candidates_generated"] == 4 and rr["candidates_pruned"] >= 1
+    assert metric(service, "prune_candidates_pruned_total") == pruned_before + rr["candidates_pruned"]
     assert rr["candidates_scored"] == 4 - rr["candidates_pruned"]
     # The pruned ones stopped near the checkpoint: the request cost less than 4 full candidates.
     assert usage["completion_tokens"] < 4 * 48
@@ -140,14 +158,20 @@ def test_reward_models_and_the_scoring_endpoint(service):
     assert body["scores"][1] > body["scores"][0]
 
 
-def test_metrics_cover_the_requests(service):
-    text = httpx.get(f"{service.url}/metrics", timeout=10).text
-    assert 'prune_requests_total{endpoint="/v1/completions",status="200"}' in text
-    assert "prune_budget_cutoffs_total 1.0" in text
-    assert 'prune_chosen_reward_count{reward_model="style"}' in text
-    assert "prune_candidates_pruned_total" in text
-    assert _sample(text, "prune_queue_wait_seconds_count") > 0  # vLLM reported when each candidate was scheduled
-
-
-def _sample(metrics_text: str, name: str) -> float:
-    return sum(float(line.split()[-1]) for line in metrics_text.splitlines() if line.startswith(name + " "))
+def test_metrics_move_with_a_request(service):
+    names = {
+        "ok": ("prune_requests_total", {"endpoint": "/v1/completions", "status": "200"}),
+        "generated": ("prune_candidates_generated_total", {}),
+        "scored": ("prune_candidates_scored_total", {}),
+        "chosen": ("prune_chosen_reward_count", {"reward_model": "style"}),
+        "queue_wait": ("prune_queue_wait_seconds_count", {}),  # vLLM reported when each candidate was scheduled
+        "tokens": ("prune_completion_tokens_total", {}),
+    }
+    before = {key: metric(service, name, **labels) for key, (name, labels) in names.items()}
+    r = post(service, "/v1/completions", {"model": MODEL, "prompt": "Name a fruit.", "best_of": 2, "max_tokens": 8,
+                                          "seed": 1, "temperature": 0.8})
+    assert r.status_code == 200, r.text
+    delta = {key: metric(service, name, **labels) - before[key] for key, (name, labels) in names.items()}
+    tokens = r.json()["usage"]["completion_tokens"]
+    assert delta == {"ok": 1, "generated": 2, "scored": r.json()["reranking"]["candidates_scored"], "chosen": 1,
+                     "queue_wait": 2, "tokens": tokens}

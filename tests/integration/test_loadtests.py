@@ -1,6 +1,7 @@
 """The load-test tooling against a live (fake-generator) API: the commands a user
 runs produce the reports they read."""
 
+import asyncio
 import json
 import os
 import socket
@@ -14,10 +15,8 @@ import pytest
 import uvicorn
 
 from service.api import create_api
-from service.config import FakeRewardConfig, parse_config
-from service.generator.fake import FakeGenerator
-from service.reward.catalog import StaticCatalog
-from service.reward.fake import FakeReward
+from service.config import parse_config
+from service.serving import local_reranker
 from tests.service_process import ROOT
 
 
@@ -29,8 +28,7 @@ def url():
         "reward_models": {"fake": {"kind": "fake"}},
         "default_reward_model": "fake",
     })
-    api = create_api(config, FakeGenerator(config.generator),
-                     StaticCatalog({"fake": FakeReward(FakeRewardConfig())}, "fake"))
+    api = create_api(config, asyncio.run(local_reranker(config)))  # fakes bind to no event loop
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
