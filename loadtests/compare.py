@@ -1,18 +1,25 @@
-"""Side by side, same machine, same model, one run: prune against client-side
-best-of-N on vLLM's own OpenAI server (loadtests/baseline.py).
+"""Side by side, same machine, same model, one run: prune's service against a
+baseline on vLLM's own OpenAI server (loadtests/baseline.py).
 
     python -m loadtests.baseline serve &                 # vLLM's server on :8001
     make serve &                                         # prune on :8000
     python -m loadtests.compare --prune-url http://127.0.0.1:8000 --vllm-url http://127.0.0.1:8001
 
-Both sides get the same chat prompts and seeds and score with the same reward
-model (prune in its scorer deployment, the baseline in this process). Two parts:
+Baselines (--baseline):
+- `reranker` (default): the same work. prune's own request path (`Reranker.plan`
+  and `.run`) in this process, with the same config — reward models, limits,
+  budgets, pruning — but generating on vLLM's server (generator kind `openai`).
+  What differs is only the serving: prune's Ray app with the engine in a
+  replica, against a client-side loop over vLLM's HTTP server.
+- `naive`: what a user would do without prune: N concurrent requests to vLLM's
+  server, scored here with the same reward model, no pruning, no budget.
+
+Both sides get the same chat requests (prompts, seeds, budgets). Two parts:
 
 1. latency at concurrency 1 for best_of 1, 4, 8;
 2. goodput at a fixed latency SLO, stepping concurrency: closed-loop clients for
-   a fixed time, counting answers that arrived within the SLO. prune is told
-   the SLO as `latency_budget_ms`; the baseline has no such thing and waits for
-   all N.
+   a fixed time, counting answers that arrived within the SLO. The SLO is sent as
+   `latency_budget_ms` (the naive baseline has no such thing and waits for all N).
 
 Prints the tables and the ratios prune / baseline; writes <out>.csv and <out>.png.
 """
@@ -43,9 +50,14 @@ def messages(i: int) -> list[dict]:
 RERANKING: list[tuple[bool, int]] = []
 
 
-async def prune_once(client, url, model, i, *, best_of, max_tokens, budget_ms) -> float:
+def chat_body(model: str, i: int, *, best_of: int, max_tokens: int, budget_ms: int, reward_model=None) -> dict:
+    """Request i, the same for prune and the baselines."""
     body = {"model": model, "messages": messages(i), "max_tokens": max_tokens, "best_of": best_of,
             "seed": 1000 * i, "latency_budget_ms": budget_ms}
+    return body | ({"reward_model": reward_model} if reward_model else {})
+
+
+async def prune_once(client, url, body) -> float:
     started = time.perf_counter()
     response = await client.post(f"{url}/v1/chat/completions", json=body)
     response.raise_for_status()
@@ -54,10 +66,42 @@ async def prune_once(client, url, model, i, *, best_of, max_tokens, budget_ms) -
     return time.perf_counter() - started
 
 
-async def baseline_once(client, url, model, reward, i, *, best_of, max_tokens) -> float:
-    pick = await client_best_of(client, url, model, reward, messages(i), best_of=best_of, max_tokens=max_tokens,
-                                seed=1000 * i)
-    return pick.seconds
+class RerankerBaseline:
+    """prune's Reranker in this process, the config's everything, generating on vLLM's server."""
+
+    def __init__(self, reranker):
+        self.reranker = reranker
+
+    @classmethod
+    async def start(cls, config_path: str, vllm_url: str, model: str) -> "RerankerBaseline":
+        from service.config import load_serve_file, parse_config
+        from service.serving import local_reranker
+
+        _, config = load_serve_file(config_path)
+        args = config.model_dump(mode="json") | {
+            "generator": {"kind": "openai", "url": vllm_url, "served_model_name": model,
+                          "max_model_len": config.generator.max_model_len}}
+        return cls(await local_reranker(parse_config(args)))
+
+    async def once(self, body: dict) -> float:
+        from service.protocol import ChatCompletionRequest
+
+        started = time.perf_counter()
+        plan = await self.reranker.plan(ChatCompletionRequest.model_validate(body))
+        await self.reranker.run(plan)
+        return time.perf_counter() - started
+
+
+class NaiveBaseline:
+    """N concurrent requests to vLLM's server, scored here: no pruning, no budget."""
+
+    def __init__(self, client, url, reward):
+        self.client, self.url, self.reward = client, url, reward
+
+    async def once(self, body: dict) -> float:
+        pick = await client_best_of(self.client, self.url, body["model"], self.reward, body["messages"],
+                                    best_of=body["best_of"], max_tokens=body["max_tokens"], seed=body["seed"])
+        return pick.seconds
 
 
 async def closed_loop(call, users: int, seconds: float) -> list[tuple[float, bool]]:
@@ -80,24 +124,31 @@ async def closed_loop(call, users: int, seconds: float) -> list[tuple[float, boo
 
 
 async def compare(args) -> list[dict]:
-    reward = await load_reward(args.config, args.reward)
     rows = []
     async with httpx.AsyncClient(timeout=600) as client:
+        if args.baseline == "naive":
+            baseline = NaiveBaseline(client, args.vllm_url, await load_reward(args.config, args.reward))
+        else:
+            baseline = await RerankerBaseline.start(args.config, args.vllm_url, args.model)
         for url in (args.prune_url, args.vllm_url):  # warm both
             await client.get(f"{url}/v1/models")
-        await prune_once(client, args.prune_url, args.model, 0, best_of=2, max_tokens=8, budget_ms=60000)
-        await baseline_once(client, args.vllm_url, args.model, reward, 0, best_of=2, max_tokens=8)
+        warm = chat_body(args.model, 0, best_of=2, max_tokens=8, budget_ms=60000)
+        await prune_once(client, args.prune_url, warm)
+        await baseline.once(warm)
+
+        def body(i, best_of, budget_ms):
+            return chat_body(args.model, i, best_of=best_of, max_tokens=args.max_tokens, budget_ms=budget_ms,
+                             reward_model=args.reward)
 
         for best_of in args.best_of if "latency" in args.parts else []:
             for system in ("prune", "baseline"):
                 seconds = []
                 for i in range(args.requests):
+                    request = body(i, best_of, 120000)
                     if system == "prune":
-                        seconds.append(await prune_once(client, args.prune_url, args.model, i, best_of=best_of,
-                                                        max_tokens=args.max_tokens, budget_ms=120000))
+                        seconds.append(await prune_once(client, args.prune_url, request))
                     else:
-                        seconds.append(await baseline_once(client, args.vllm_url, args.model, reward, i,
-                                                           best_of=best_of, max_tokens=args.max_tokens))
+                        seconds.append(await baseline.once(request))
                 rows.append({"part": "latency c=1", "system": system, "best_of": best_of, "users": 1,
                              "requests": len(seconds), "p50_s": round(statistics.median(seconds), 3),
                              "mean_s": round(statistics.fmean(seconds), 3), "goodput_per_s": "", "on_time": "",
@@ -109,12 +160,10 @@ async def compare(args) -> list[dict]:
             for system in ("prune", "baseline"):
                 if system == "prune":
                     async def call(i):
-                        return await prune_once(client, args.prune_url, args.model, i, best_of=args.load_best_of,
-                                                max_tokens=args.max_tokens, budget_ms=args.slo_ms)
+                        return await prune_once(client, args.prune_url, body(i, args.load_best_of, args.slo_ms))
                 else:
                     async def call(i):
-                        return await baseline_once(client, args.vllm_url, args.model, reward, i,
-                                                   best_of=args.load_best_of, max_tokens=args.max_tokens)
+                        return await baseline.once(body(i, args.load_best_of, args.slo_ms))
                 RERANKING.clear()
                 results = await closed_loop(call, users, args.seconds)
                 on_time = sum(ok and s <= slo_s for s, ok in results)
@@ -176,7 +225,9 @@ def main() -> int:
     parser.add_argument("--prune-url", default="http://127.0.0.1:8000")
     parser.add_argument("--vllm-url", default="http://127.0.0.1:8001")
     parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--config", default="deploy/local.yaml", help="where the baseline's reward model comes from")
+    parser.add_argument("--config", default="deploy/local.yaml", help="the config prune serves, for the baseline too")
+    parser.add_argument("--baseline", choices=["reranker", "naive"], default="reranker",
+                        help="prune's Reranker on vLLM's server (same work), or naive client-side best-of-N")
     parser.add_argument("--reward", default=None, help="reward model name (default: the config's default)")
     parser.add_argument("--best-of", type=ints, default=[1, 4, 8])
     parser.add_argument("--requests", type=int, default=6, help="requests per latency cell")
