@@ -64,7 +64,20 @@ class FakeGeneratorConfig(Strict):
     )
 
 
-GeneratorConfig = Annotated[Union[VLLMGeneratorConfig, FakeGeneratorConfig], Field(discriminator="kind")]
+class OpenAIGeneratorConfig(Strict):
+    """A remote OpenAI-compatible server (vLLM's own, a fleet behind a balancer) as the generator."""
+
+    kind: Literal["openai"] = "openai"
+    url: str = Field(description="Base URL of the server, without /v1, e.g. http://127.0.0.1:8001")
+    served_model_name: str = Field(description="The model id the server serves; clients send the same.")
+    api_key: str | None = None
+    max_model_len: int = Field(2048, ge=16, description="The served model's context, for GET /v1/models.")
+    timeout_s: float = Field(600, gt=0, description="Per candidate request, connection to last token.")
+
+
+GeneratorConfig = Annotated[
+    Union[VLLMGeneratorConfig, FakeGeneratorConfig, OpenAIGeneratorConfig], Field(discriminator="kind")
+]
 
 
 # --- reward models ---------------------------------------------------------

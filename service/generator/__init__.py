@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.config import FakeGeneratorConfig, GeneratorConfig, VLLMGeneratorConfig
+from service.config import FakeGeneratorConfig, GeneratorConfig, OpenAIGeneratorConfig, VLLMGeneratorConfig
 from service.generator.base import Generator
 from service.reward.catalog import RewardCatalog
 
@@ -17,6 +17,10 @@ def make_generator(config: GeneratorConfig, judge: RewardCatalog | None = None) 
         from service.generator.vllm import VLLMGenerator  # imports vllm: only where it runs
 
         return VLLMGenerator(config, judge)
+    if isinstance(config, OpenAIGeneratorConfig):
+        from service.generator.openai import OpenAIGenerator
+
+        return OpenAIGenerator(config, judge)
     raise TypeError(f"unknown generator config {type(config).__name__}")
 
 
