@@ -72,7 +72,9 @@ class OpenAIGeneratorConfig(Strict):
     served_model_name: str = Field(description="The model id the server serves; clients send the same.")
     api_key: str | None = None
     max_model_len: int = Field(2048, ge=16, description="The served model's context, for GET /v1/models.")
-    timeout_s: float = Field(600, gt=0, description="Per candidate request, connection to last token.")
+    timeout_s: float = Field(
+        600, gt=0, description="Longest wait to connect and between streamed chunks (the first one included)."
+    )
 
 
 GeneratorConfig = Annotated[

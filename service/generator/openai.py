@@ -6,7 +6,8 @@ be stopped on its own: closing its stream makes vLLM abort the request. With
 `stream_options.continuous_usage_stats` vLLM reports the token count on every
 chunk, which pruning checkpoints need; other servers' chunks are counted
 instead. Chat prompts go to /v1/chat/completions, where the server applies its
-own chat template.
+own chat template. The server's 4xx become BadRequest with its message; any
+other failure is a GeneratorServiceError (502).
 """
 
 from __future__ import annotations
@@ -39,7 +40,12 @@ class OpenAIGenerator(Generator):
         self.model_name = config.served_model_name
         self.max_model_len = config.max_model_len
         headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
-        self.client = httpx.AsyncClient(base_url=config.url.rstrip("/"), timeout=config.timeout_s, headers=headers)
+        # No cap on connections: each candidate holds one for its whole stream and the
+        # server queues what it cannot run yet (httpx's default cap of 100 would queue here).
+        self.client = httpx.AsyncClient(
+            base_url=config.url.rstrip("/"), timeout=config.timeout_s, headers=headers,
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=32),
+        )
 
     async def check_ready(self) -> None:
         try:
@@ -78,52 +84,64 @@ class OpenAIGenerator(Generator):
 
     async def _one(self, i: int, prompt: Prompt, sampling: SamplingSpec, progress: Progress) -> Candidate:
         path, body = self.request(prompt, sampling, i)
-        text, tokens, reason = "", 0, None
+        text, reason = "", None
+        pieces, counted = 0, None  # chunks that carried text; the server's own count once it gives one
         with self.running_candidate():
             try:
                 # Cancelling this run leaves the `async with`, which closes the stream: the server aborts.
                 async with self.client.stream("POST", path, json=body) as response:
                     if response.status_code != 200:
-                        raise self.refusal(response.status_code, await response.aread())
+                        raise self.refusal(response.status_code, json_or_none(await response.aread()))
                     async for chunk in server_events(response):
+                        if "error" in chunk:  # vLLM reports a failure after the 200 as an event
+                            code = chunk["error"].get("code") if isinstance(chunk["error"], dict) else None
+                            raise self.refusal(code if isinstance(code, int) else 500, chunk)
                         for choice in chunk.get("choices") or []:
-                            piece = choice["text"] if "text" in choice else (choice.get("delta") or {}).get("content")
+                            piece = choice.get("text") or (choice.get("delta") or {}).get("content")
                             if piece:
                                 text += piece
-                                tokens += 1  # until the server says how many
+                                pieces += 1
                             reason = choice.get("finish_reason") or reason
                         usage = chunk.get("usage") or {}
-                        tokens = usage.get("completion_tokens", tokens)
-                        progress.prompt_tokens = usage.get("prompt_tokens", progress.prompt_tokens)
-                        progress.update(i, text, tokens)
-            except httpx.HTTPError as exc:
-                raise GeneratorServiceError(
-                    f"generator server at {self.config.url} failed: {type(exc).__name__}", code="generator_unavailable"
-                ) from None
+                        if usage.get("completion_tokens") is not None:
+                            counted = usage["completion_tokens"]
+                        if usage.get("prompt_tokens") is not None:
+                            progress.prompt_tokens = usage["prompt_tokens"]
+                        progress.update(i, text, pieces if counted is None else counted)
+            except httpx.HTTPError as exc:  # unreachable, timed out, or the stream broke off
+                failure = f"generator server at {self.config.url} failed: {type(exc).__name__}"
+                raise GeneratorServiceError(failure) from None
+        tokens = pieces if counted is None else counted
         return Candidate(i, text, reason or "stop", tokens, prompt_tokens=progress.prompt_tokens)
 
-    def refusal(self, status: int, body: bytes) -> APIError:
+    def refusal(self, status: int, answer: Any) -> APIError:
         """The server's own 4xx, with its message and parameter; anything else is a 502."""
-        if status in (400, 404, 422):
-            try:
-                error = json.loads(body)["error"]
-                message, param = str(error["message"]), error.get("param")
-            except (ValueError, KeyError, TypeError):
-                message, param = "the generator server refused the request", None
-            return BadRequest(message, param=param or "prompt", code="generator_refused")
-        return GeneratorServiceError(f"generator server at {self.config.url} answered HTTP {status}",
-                                     code="generator_unavailable")
+        if status not in (400, 404, 422):
+            return GeneratorServiceError(f"generator server at {self.config.url} answered HTTP {status}")
+        try:
+            error = answer["error"]
+            message, param = str(error["message"]), error.get("param")
+        except (KeyError, TypeError):  # not OpenAI's envelope: a raw body is no message for clients
+            message, param = "the generator server refused the request", None
+        return BadRequest(message, param=param or "prompt")
+
+
+def json_or_none(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
 
 
 async def server_events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
-    """The JSON payloads of a server-sent-event stream, up to `data: [DONE]`."""
+    """The JSON objects of a server-sent-event stream, up to `data: [DONE]`."""
     async for line in response.aiter_lines():
         if not line.startswith("data:"):
             continue
         data = line[len("data:"):].strip()
         if data == "[DONE]":
             return
-        try:
-            yield json.loads(data)
-        except ValueError:
-            raise GeneratorServiceError("the generator server sent an event that is not JSON") from None
+        event = json_or_none(data.encode())
+        if not isinstance(event, dict):
+            raise GeneratorServiceError("the generator server sent an event that is not a JSON object")
+        yield event

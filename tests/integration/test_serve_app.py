@@ -11,6 +11,7 @@ import httpx
 import pytest
 import yaml
 
+from tests.metrics_text import sample
 from tests.service_process import ServiceProcess
 
 TEXTS = ["A short one.", "The longest candidate of them all.", "A medium candidate."]
@@ -106,15 +107,12 @@ def test_concurrent_requests_all_succeed_and_metrics_cover_every_replica(service
 
 
 def _count(metrics_text: str) -> float:
-    prefix = 'prune_requests_total{endpoint="/v1/completions",status="200"}'
-    return sum(float(line.split()[-1]) for line in metrics_text.splitlines() if line.startswith(prefix))
+    return sample(metrics_text, "prune_requests_total", endpoint="/v1/completions", status="200")
 
 
 def test_a_client_that_hangs_up_gets_its_candidates_aborted(service):
     def aborted():
-        text = httpx.get(f"{service.url}/metrics", timeout=10).text
-        return sum(float(line.split()[-1]) for line in text.splitlines()
-                   if line.startswith("prune_candidates_aborted_total"))
+        return sample(httpx.get(f"{service.url}/metrics", timeout=10).text, "prune_candidates_aborted_total")
 
     before = aborted()
     # Candidate 3 starts after 5 s (candidate_delays_s), the others finish in 0.6 s;

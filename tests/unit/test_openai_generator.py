@@ -11,7 +11,7 @@ import time
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from service.config import FakeRewardConfig, OpenAIGeneratorConfig
 from service.errors import BadRequest, Overloaded
@@ -26,52 +26,79 @@ WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
 
 
 def words_for(seed: int) -> list[str]:
-    """What the server answers to a seed: candidates differ, and seed 1's start is the longest."""
-    return [WORDS[(seed + k) % len(WORDS)] for k in range(200)]
+    """What the server answers to a seed: candidates differ."""
+    return [WORDS[(seed + k) % len(WORDS)] for k in range(500)]
+
+
+def chunk(chat: bool, piece: str | None, finish: str | None = None, usage: dict | None = None) -> str:
+    choice = {"index": 0, "finish_reason": finish}
+    if piece is not None:
+        choice |= {"delta": {"content": piece}} if chat else {"text": piece}
+    return f"data: {json.dumps({'choices': [choice], **({'usage': usage} if usage else {})})}\n\n"
 
 
 class StreamingServer:
-    """Streams one word per chunk every `seconds_per_token`, with vLLM's continuous usage."""
+    """Streams one word per chunk every `seconds_per_token`, as vLLM does: usage on
+    every chunk (`usage="continuous"`), only on a last choice-less chunk ("final"),
+    or never ("none"). Prompts starting with "status-" or "fail-" misbehave."""
+
+    PROMPT_TOKENS = 5
 
     def __init__(self, seconds_per_token=0.02):
+        self.seconds_per_token = seconds_per_token
+        self.usage = "continuous"
         self.bodies: list[dict] = []
-        self.cut = 0  # streams closed by the client before they finished
+        self.cut: list[str] = []  # the prompts of streams the client closed before the end
         self.app = FastAPI()
         self.app.post("/v1/completions")(self.completions)
         self.app.post("/v1/chat/completions")(self.chat)
         self.app.get("/v1/models")(lambda: {"data": [{"id": "remote-model"}]})
-        self.seconds_per_token = seconds_per_token
 
     async def completions(self, request: Request):
-        return await self.answer(request, chat=False)
+        return await self.answer(await request.json(), chat=False)
 
     async def chat(self, request: Request):
-        return await self.answer(request, chat=True)
+        return await self.answer(await request.json(), chat=True)
 
-    async def answer(self, request: Request, chat: bool):
-        body = await request.json()
+    async def answer(self, body: dict, chat: bool):
         self.bodies.append(body)
+        prompt = body["messages"][-1]["content"] if chat else body["prompt"]
         if body.get("max_tokens", 0) > 1000:
             return JSONResponse({"error": {"message": "max_tokens is too large", "param": "max_tokens"}}, 400)
-        return StreamingResponse(self.events(body, chat), media_type="text/event-stream")
+        if prompt.startswith("status-"):  # e.g. "status-500": that status, with a body no client should see
+            return PlainTextResponse("Traceback: secret internals", int(prompt.split("-")[1]))
+        return StreamingResponse(self.events(body, chat, prompt), media_type="text/event-stream")
 
-    async def events(self, body: dict, chat: bool):
-        words = words_for(body.get("seed", 0))[: body["max_tokens"]]
+    def usage_of(self, tokens: int) -> dict:
+        return {"prompt_tokens": self.PROMPT_TOKENS, "completion_tokens": tokens,
+                "total_tokens": self.PROMPT_TOKENS + tokens}
+
+    async def events(self, body: dict, chat: bool, prompt: str):
+        continuous = self.usage == "continuous"
         done = False
         try:
-            for k, word in enumerate(words):
+            if chat:  # vLLM's chat stream opens with the role and no text
+                yield chunk(True, "", usage=self.usage_of(0) if continuous else None)
+            sent, finish = 0, "length"
+            for word in words_for(body.get("seed", 0))[: body["max_tokens"]]:
                 await asyncio.sleep(self.seconds_per_token)
-                piece = word if k == 0 else " " + word
-                last = k == len(words) - 1
-                choice = {"index": 0, "finish_reason": "length" if last else None}
-                choice |= {"delta": {"content": piece}} if chat else {"text": piece}
-                usage = {"prompt_tokens": 5, "completion_tokens": k + 1, "total_tokens": 6 + k}
-                yield f"data: {json.dumps({'choices': [choice], 'usage': usage})}\n\n"
+                if prompt.startswith("fail-") and sent == 2:
+                    error = {"message": "engine died", "type": "InternalServerError", "param": None, "code": 500}
+                    yield f"data: {json.dumps({'error': error})}\n\n"
+                    break
+                if word in body.get("stop", []):
+                    finish = "stop"
+                    break
+                sent += 1
+                yield chunk(chat, word if sent == 1 else " " + word, usage=self.usage_of(sent) if continuous else None)
+            yield chunk(chat, "" if chat else None, finish, usage=self.usage_of(sent) if continuous else None)
+            if self.usage == "final":
+                yield f"data: {json.dumps({'choices': [], 'usage': self.usage_of(sent)})}\n\n"
             yield "data: [DONE]\n\n"
             done = True
         finally:
             if not done:
-                self.cut += 1
+                self.cut.append(prompt)
 
 
 @pytest.fixture(scope="module")
@@ -92,71 +119,111 @@ def server():
     thread.join(timeout=10)
 
 
+@pytest.fixture
+def fresh(server):
+    server.bodies.clear()
+    server.usage = "continuous"
+    yield server
+    server.usage = "continuous"
+
+
 def generator(url, judge=None):
     return make_generator(OpenAIGeneratorConfig(url=url, served_model_name="remote-model"), judge)
 
 
-def collect(gen, prompt, sampling, n, budget_ms=10_000, pruning=None):
+def collect(gen, prompt, sampling, n, budget_ms=20_000, pruning=None):
     async def run():
         return [c async for c in gen.generate(prompt, sampling, n, Deadline.after_ms(budget_ms), pruning)]
 
-    return asyncio.run(run())
+    return sorted(asyncio.run(run()), key=lambda c: c.index)
 
 
-def test_completions_one_streamed_request_per_candidate(server):
-    server.bodies.clear()
+def test_completions_one_streamed_request_per_candidate(fresh):
     sampling = SamplingSpec(max_tokens=4, temperature=0.7, top_p=0.9, stop=("zzz",), seed=10)
-    candidates = collect(generator(server.url), Prompt(text="Say something."), sampling, 3)
-    assert sorted(c.index for c in candidates) == [0, 1, 2]
+    candidates = collect(generator(fresh.url), Prompt(text="Say something."), sampling, 3)
+    assert [c.index for c in candidates] == [0, 1, 2]
     for c in candidates:
         assert c.text == " ".join(words_for(10 + c.index)[:4])
         assert (c.completion_tokens, c.prompt_tokens, c.finish_reason, c.finished) == (4, 5, "length", True)
-    assert sorted(b["seed"] for b in server.bodies) == [10, 11, 12]
-    body = server.bodies[0]
-    assert (body["model"], body["prompt"], body["max_tokens"], body["temperature"], body["top_p"], body["stop"]) == (
-        "remote-model", "Say something.", 4, 0.7, 0.9, ["zzz"])
-    assert body["stream"] is True and body["stream_options"]["continuous_usage_stats"] is True
+    assert sorted(b["seed"] for b in fresh.bodies) == [10, 11, 12]
+    for body in fresh.bodies:
+        assert {k: body[k] for k in ("model", "prompt", "max_tokens", "temperature", "top_p", "stop", "stream")} == {
+            "model": "remote-model", "prompt": "Say something.", "max_tokens": 4, "temperature": 0.7, "top_p": 0.9,
+            "stop": ["zzz"], "stream": True}
+        assert body["stream_options"] == {"include_usage": True, "continuous_usage_stats": True}
+        assert "messages" not in body
 
 
-def test_chat_goes_to_the_chat_endpoint_with_the_messages(server):
-    server.bodies.clear()
-    prompt = Prompt(messages=({"role": "user", "content": "Hi"},))
-    [candidate] = collect(generator(server.url), prompt, SamplingSpec(max_tokens=3, seed=0), 1)
-    assert candidate.text == "alpha beta gamma"
-    assert server.bodies[0]["messages"] == [{"role": "user", "content": "Hi"}] and "prompt" not in server.bodies[0]
+def test_chat_goes_to_the_chat_endpoint_with_the_messages(fresh):
+    messages = ({"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"})
+    sampling = SamplingSpec(max_tokens=6, stop=("delta",), seed=0)
+    candidates = collect(generator(fresh.url), Prompt(messages=messages), sampling, 2)
+    # Seed 0 meets the stop word "delta" after three words; seed 1 after two.
+    assert [(c.text, c.completion_tokens, c.finish_reason) for c in candidates] == [
+        ("alpha beta gamma", 3, "stop"), ("beta gamma", 2, "stop")]
+    assert all(c.prompt_tokens == 5 and c.finished for c in candidates)
+    assert sorted(b["seed"] for b in fresh.bodies) == [0, 1]
+    for body in fresh.bodies:
+        assert body["messages"] == [dict(m) for m in messages] and "prompt" not in body
+        assert (body["model"], body["max_tokens"], body["stop"], body["stream"]) == ("remote-model", 6, ["delta"], True)
 
 
-def test_the_deadline_returns_partials_and_closes_the_streams(server):
-    cut_before = server.cut
-    started = time.monotonic()
-    candidates = collect(generator(server.url), Prompt(text="Go on."), SamplingSpec(max_tokens=200, seed=0), 2,
-                         budget_ms=500)
-    assert time.monotonic() - started < 0.5 + 0.5
-    assert all(not c.finished and c.text and 0 < c.completion_tokens < 200 for c in candidates)
-    give_up = time.monotonic() + 5
-    while server.cut < cut_before + 2 and time.monotonic() < give_up:
-        time.sleep(0.05)
-    assert server.cut == cut_before + 2  # the server saw both streams end early: vLLM aborts those requests
+def test_no_seed_and_no_stop_are_left_out(fresh):
+    collect(generator(fresh.url), Prompt(text="x"), SamplingSpec(max_tokens=2), 2)
+    assert all("seed" not in b and "stop" not in b for b in fresh.bodies) and len(fresh.bodies) == 2
 
 
-def test_pruning_judges_partial_texts_and_stops_the_weak(server):
-    # At 2 tokens the starts are "alpha beta" (seed 0), "beta gamma", "gamma delta",
-    # "delta epsilon" (seed 3): the fake judge keeps the two longest.
+@pytest.mark.parametrize("usage, prompt_tokens", [("final", 5), ("none", 0)])
+def test_without_continuous_usage_the_chunks_are_counted(fresh, usage, prompt_tokens):
+    fresh.usage = usage
+    [candidate] = collect(generator(fresh.url), Prompt(text="x"), SamplingSpec(max_tokens=3, seed=2), 1)
+    assert candidate.text == "gamma delta epsilon"
+    assert (candidate.completion_tokens, candidate.prompt_tokens) == (3, prompt_tokens)
+    # Pruning still sees its checkpoints: token counts come from the chunks meanwhile.
     judge = StaticCatalog({"fake": FakeReward(FakeRewardConfig())}, "fake")
-    candidates = collect(generator(server.url, judge), Prompt(text="Go on."), SamplingSpec(max_tokens=20, seed=0), 4,
+    candidates = collect(generator(fresh.url, judge), Prompt(text="x"), SamplingSpec(max_tokens=100, seed=0), 2,
                          pruning=PruningPlan((2,), 0.5, 1, "fake"))
-    pruned = sorted(c.index for c in candidates if c.pruned)
-    assert pruned == [0, 1] and all(c.completion_tokens < 20 for c in candidates if c.pruned)
-    assert sorted(c.index for c in candidates if c.finished) == [2, 3]
+    assert [c.pruned for c in candidates] == [False, True]
 
 
-def test_load_counts_running_candidates(server):
-    gen = generator(server.url)
+def test_the_deadline_returns_partials_and_closes_the_streams(fresh):
+    gen = generator(fresh.url)  # built first: making an HTTP client can take a while on a busy machine
+    started = time.monotonic()
+    candidates = collect(gen, Prompt(text="deadline"), SamplingSpec(max_tokens=500, seed=0), 3, budget_ms=2000)
+    elapsed = time.monotonic() - started
+    assert 1.9 < elapsed < 5  # the whole answers would take 500 * 0.02 s = 10 s
+    for c in candidates:
+        assert not c.finished and not c.pruned and c.finish_reason == "length"
+        assert 0 < c.completion_tokens < 500 and c.text == " ".join(words_for(c.index)[: c.completion_tokens])
+        assert c.prompt_tokens == 5
+    give_up = time.monotonic() + 5
+    while fresh.cut.count("deadline") < 3 and time.monotonic() < give_up:
+        time.sleep(0.05)
+    assert fresh.cut.count("deadline") == 3  # the server saw all three streams end early: vLLM aborts those
+
+
+def test_pruning_judges_partial_texts_and_stops_the_weak(fresh):
+    # At 2 tokens the starts are "alpha beta" (seed 0), "beta gamma", "gamma delta",
+    # "delta epsilon" (seed 3): the fake judge (longer is better) keeps the two longest.
+    judge = StaticCatalog({"fake": FakeReward(FakeRewardConfig())}, "fake")
+    candidates = collect(generator(fresh.url, judge), Prompt(text="prune"), SamplingSpec(max_tokens=50, seed=0), 4,
+                         pruning=PruningPlan((2,), 0.5, 1, "fake"))
+    assert [c.pruned for c in candidates] == [True, True, False, False]
+    assert all(not c.finished and 2 <= c.completion_tokens < 50 for c in candidates[:2])
+    assert all(c.finished and c.completion_tokens == 50 for c in candidates[2:])
+    give_up = time.monotonic() + 5
+    while fresh.cut.count("prune") < 2 and time.monotonic() < give_up:
+        time.sleep(0.05)
+    assert fresh.cut.count("prune") == 2
+
+
+def test_load_counts_running_candidates(fresh):
+    gen = generator(fresh.url)
 
     async def run():
-        stream = gen.generate(Prompt(text="x"), SamplingSpec(max_tokens=10), 3, Deadline.after_ms(5000))
+        stream = gen.generate(Prompt(text="x"), SamplingSpec(max_tokens=50), 3, Deadline.after_ms(20_000))
         first = asyncio.ensure_future(stream.__anext__())
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.2)  # the answers take 50 * 0.02 s = 1 s
         during = await gen.load()
         await first
         async for _ in stream:
@@ -166,10 +233,29 @@ def test_load_counts_running_candidates(server):
     assert asyncio.run(run()) == (3, 0)
 
 
-def test_a_refusal_keeps_the_servers_message_and_parameter(server):
+def test_a_refusal_keeps_the_servers_message_and_parameter(fresh):
     with pytest.raises(BadRequest) as info:
-        collect(generator(server.url), Prompt(text="x"), SamplingSpec(max_tokens=5000), 1)
-    assert info.value.param == "max_tokens" and "too large" in info.value.message
+        collect(generator(fresh.url), Prompt(text="x"), SamplingSpec(max_tokens=5000), 1)
+    assert (info.value.param, info.value.message, info.value.status) == ("max_tokens", "max_tokens is too large", 400)
+
+
+@pytest.mark.parametrize("status", [404, 422])
+def test_a_refusal_without_an_envelope_shows_no_body(fresh, status):
+    with pytest.raises(BadRequest) as info:
+        collect(generator(fresh.url), Prompt(text=f"status-{status}"), SamplingSpec(max_tokens=5), 1)
+    assert info.value.param == "prompt" and "secret" not in info.value.message
+
+
+@pytest.mark.parametrize("prompt", ["status-500", "status-503", "fail-midstream"])
+def test_a_server_failure_is_a_502(fresh, prompt):
+    with pytest.raises(GeneratorServiceError) as info:
+        collect(generator(fresh.url), Prompt(text=prompt), SamplingSpec(max_tokens=5), 2)
+    assert info.value.status == 502 and info.value.type == "server_error"
+    assert "secret" not in info.value.message and "engine died" not in info.value.message
+
+
+def test_a_ready_server_is_ready(server):
+    asyncio.run(generator(server.url).check_ready())
 
 
 def test_an_unreachable_server_is_a_502_and_not_ready():
@@ -178,7 +264,8 @@ def test_an_unreachable_server_is_a_502_and_not_ready():
         url = f"http://127.0.0.1:{s.getsockname()[1]}"  # nobody listens once the socket closes
     gen = generator(url)
     with pytest.raises(GeneratorServiceError) as info:
-        collect(gen, Prompt(text="x"), SamplingSpec(max_tokens=5), 1)
-    assert info.value.status == 502 and url in info.value.message
-    with pytest.raises(Overloaded):
+        collect(gen, Prompt(text="x"), SamplingSpec(max_tokens=5), 2)
+    assert info.value.status == 502 and url in info.value.message and "ConnectError" in info.value.message
+    with pytest.raises(Overloaded) as info:
         asyncio.run(gen.check_ready())
+    assert info.value.code == "engine_unavailable" and info.value.status == 503
