@@ -158,6 +158,11 @@ async def race_deadline(
         if judging is not None:
             judging.cancel()
         await _cancel([t for t in tasks if not t.done()], metrics.CANDIDATES_ABORTED)
+        # When several candidates fail together the first error is raised; read the
+        # others, so asyncio does not log each one as "never retrieved".
+        for task in tasks:
+            if task.done() and not task.cancelled():
+                task.exception()
 
 
 async def _cancel(tasks, counter) -> None:

@@ -91,11 +91,11 @@ class OpenAIGenerator(Generator):
                 # Cancelling this run leaves the `async with`, which closes the stream: the server aborts.
                 async with self.client.stream("POST", path, json=body) as response:
                     if response.status_code != 200:
-                        raise self.refusal(response.status_code, json_or_none(await response.aread()))
+                        raise self.refusal(response.status_code, json_or_none(await response.aread()), prompt)
                     async for chunk in server_events(response):
                         if "error" in chunk:  # vLLM reports a failure after the 200 as an event
                             code = chunk["error"].get("code") if isinstance(chunk["error"], dict) else None
-                            raise self.refusal(code if isinstance(code, int) else 500, chunk)
+                            raise self.refusal(code if isinstance(code, int) else 500, chunk, prompt)
                         for choice in chunk.get("choices") or []:
                             piece = choice.get("text") or (choice.get("delta") or {}).get("content")
                             if piece:
@@ -114,8 +114,9 @@ class OpenAIGenerator(Generator):
         tokens = pieces if counted is None else counted
         return Candidate(i, text, reason or "stop", tokens, prompt_tokens=progress.prompt_tokens)
 
-    def refusal(self, status: int, answer: Any) -> APIError:
-        """The server's own 4xx, with its message and parameter; anything else is a 502."""
+    def refusal(self, status: int, answer: Any, prompt: Prompt) -> APIError:
+        """The server's own 4xx, with its message and parameter (the prompt's, if it
+        names none); anything else is a 502."""
         if status not in (400, 404, 422):
             return GeneratorServiceError(f"generator server at {self.config.url} answered HTTP {status}")
         try:
@@ -123,7 +124,7 @@ class OpenAIGenerator(Generator):
             message, param = str(error["message"]), error.get("param")
         except (KeyError, TypeError):  # not OpenAI's envelope: a raw body is no message for clients
             message, param = "the generator server refused the request", None
-        return BadRequest(message, param=param or "prompt")
+        return BadRequest(message, param=param or ("messages" if prompt.messages is not None else "prompt"))
 
 
 def json_or_none(body: bytes) -> Any:

@@ -48,6 +48,7 @@ class StreamingServer:
         self.seconds_per_token = seconds_per_token
         self.usage = "continuous"
         self.bodies: list[dict] = []
+        self.keys: list[str | None] = []  # each request's Authorization header
         self.cut: list[str] = []  # the prompts of streams the client closed before the end
         self.app = FastAPI()
         self.app.post("/v1/completions")(self.completions)
@@ -55,9 +56,11 @@ class StreamingServer:
         self.app.get("/v1/models")(lambda: {"data": [{"id": "remote-model"}]})
 
     async def completions(self, request: Request):
+        self.keys.append(request.headers.get("authorization"))
         return await self.answer(await request.json(), chat=False)
 
     async def chat(self, request: Request):
+        self.keys.append(request.headers.get("authorization"))
         return await self.answer(await request.json(), chat=True)
 
     async def answer(self, body: dict, chat: bool):
@@ -122,13 +125,14 @@ def server():
 @pytest.fixture
 def fresh(server):
     server.bodies.clear()
+    server.keys.clear()
     server.usage = "continuous"
     yield server
     server.usage = "continuous"
 
 
-def generator(url, judge=None):
-    return make_generator(OpenAIGeneratorConfig(url=url, served_model_name="remote-model"), judge)
+def generator(url, judge=None, **config):
+    return make_generator(OpenAIGeneratorConfig(url=url, served_model_name="remote-model", **config), judge)
 
 
 def collect(gen, prompt, sampling, n, budget_ms=20_000, pruning=None):
@@ -171,6 +175,12 @@ def test_chat_goes_to_the_chat_endpoint_with_the_messages(fresh):
 def test_no_seed_and_no_stop_are_left_out(fresh):
     collect(generator(fresh.url), Prompt(text="x"), SamplingSpec(max_tokens=2), 2)
     assert all("seed" not in b and "stop" not in b for b in fresh.bodies) and len(fresh.bodies) == 2
+    assert fresh.keys == [None, None]
+
+
+def test_the_api_key_is_a_bearer_token(fresh):
+    collect(generator(fresh.url + "/", api_key="sk-test"), Prompt(text="x"), SamplingSpec(max_tokens=2), 1)
+    assert fresh.keys == ["Bearer sk-test"]
 
 
 @pytest.mark.parametrize("usage, prompt_tokens", [("final", 5), ("none", 0)])
@@ -181,7 +191,7 @@ def test_without_continuous_usage_the_chunks_are_counted(fresh, usage, prompt_to
     assert (candidate.completion_tokens, candidate.prompt_tokens) == (3, prompt_tokens)
     # Pruning still sees its checkpoints: token counts come from the chunks meanwhile.
     judge = StaticCatalog({"fake": FakeReward(FakeRewardConfig())}, "fake")
-    candidates = collect(generator(fresh.url, judge), Prompt(text="x"), SamplingSpec(max_tokens=100, seed=0), 2,
+    candidates = collect(generator(fresh.url, judge), Prompt(text="x"), SamplingSpec(max_tokens=50, seed=0), 2,
                          pruning=PruningPlan((2,), 0.5, 1, "fake"))
     assert [c.pruned for c in candidates] == [False, True]
 
@@ -246,10 +256,26 @@ def test_a_refusal_without_an_envelope_shows_no_body(fresh, status):
     assert info.value.param == "prompt" and "secret" not in info.value.message
 
 
+def test_a_chat_refusal_names_the_messages(fresh):
+    with pytest.raises(BadRequest) as info:
+        chat = Prompt(messages=({"role": "user", "content": "status-422"},))
+        collect(generator(fresh.url), chat, SamplingSpec(max_tokens=5), 1)
+    assert info.value.param == "messages"
+
+
+def test_candidates_failing_together_raise_one_error_and_log_none(fresh, caplog):
+    import gc
+
+    with pytest.raises(GeneratorServiceError):
+        collect(generator(fresh.url), Prompt(text="status-500"), SamplingSpec(max_tokens=5), 3)
+    gc.collect()  # an unread task exception is logged when the task is collected
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+
+
 @pytest.mark.parametrize("prompt", ["status-500", "status-503", "fail-midstream"])
 def test_a_server_failure_is_a_502(fresh, prompt):
     with pytest.raises(GeneratorServiceError) as info:
-        collect(generator(fresh.url), Prompt(text=prompt), SamplingSpec(max_tokens=5), 2)
+        collect(generator(fresh.url), Prompt(text=prompt), SamplingSpec(max_tokens=5), 1)
     assert info.value.status == 502 and info.value.type == "server_error"
     assert "secret" not in info.value.message and "engine died" not in info.value.message
 
@@ -264,7 +290,7 @@ def test_an_unreachable_server_is_a_502_and_not_ready():
         url = f"http://127.0.0.1:{s.getsockname()[1]}"  # nobody listens once the socket closes
     gen = generator(url)
     with pytest.raises(GeneratorServiceError) as info:
-        collect(gen, Prompt(text="x"), SamplingSpec(max_tokens=5), 2)
+        collect(gen, Prompt(text="x"), SamplingSpec(max_tokens=5), 1)
     assert info.value.status == 502 and url in info.value.message and "ConnectError" in info.value.message
     with pytest.raises(Overloaded) as info:
         asyncio.run(gen.check_ready())
