@@ -316,24 +316,11 @@ def test_adaptive_best_of_shrinks_under_load_down_to_the_floor():
 
 
 def test_the_fake_generator_reports_running_candidates_as_load():
-    import asyncio
-
     from service.config import FakeGeneratorConfig
-    from service.types import Deadline, Prompt, SamplingSpec
+    from tests.generator_load import load_during_and_after
 
     gen = FakeGenerator(FakeGeneratorConfig(texts=["a b c d e f"], seconds_per_token=0.05))
-
-    async def scenario():
-        stream = gen.generate(Prompt(text="x"), SamplingSpec(max_tokens=6), 3, Deadline.after_ms(5000))
-        first = asyncio.ensure_future(stream.__anext__())
-        await asyncio.sleep(0.1)
-        during = await gen.load()
-        await first
-        async for _ in stream:
-            pass
-        return during, await gen.load()
-
-    assert asyncio.run(scenario()) == (3, 0)
+    assert load_during_and_after(gen, candidates=3, max_tokens=6, settle_s=0.1) == (3, 0)
 
 
 PRUNABLE = ["x y z w v u", "longer start here and more", "q r s t o p", "the longest start of them all"]

@@ -21,6 +21,7 @@ from service.pruning import PruningPlan
 from service.reward.catalog import StaticCatalog
 from service.reward.fake import FakeReward
 from service.types import Deadline, Prompt, SamplingSpec
+from tests.generator_load import load_during_and_after
 
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
 
@@ -228,19 +229,8 @@ def test_pruning_judges_partial_texts_and_stops_the_weak(fresh):
 
 
 def test_load_counts_running_candidates(fresh):
-    gen = generator(fresh.url)
-
-    async def run():
-        stream = gen.generate(Prompt(text="x"), SamplingSpec(max_tokens=50), 3, Deadline.after_ms(20_000))
-        first = asyncio.ensure_future(stream.__anext__())
-        await asyncio.sleep(0.2)  # the answers take 50 * 0.02 s = 1 s
-        during = await gen.load()
-        await first
-        async for _ in stream:
-            pass
-        return during, await gen.load()
-
-    assert asyncio.run(run()) == (3, 0)
+    # The answers take 50 * 0.02 s = 1 s; the load is read after 0.2 s.
+    assert load_during_and_after(generator(fresh.url), candidates=3, max_tokens=50, settle_s=0.2) == (3, 0)
 
 
 def test_a_refusal_keeps_the_servers_message_and_parameter(fresh):
