@@ -121,17 +121,19 @@ class ChatMessage(BaseModel):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[dict[str, Any]] | None = None
 
-    def text(self) -> str:
-        if self.content is None:
-            return ""
-        if isinstance(self.content, str):
-            return self.content
-        parts = []
-        for part in self.content:
+    @field_validator("content")
+    @classmethod
+    def _text_parts_only(cls, v):
+        # Checked here, so every request that carries messages refuses image or audio parts with a 400.
+        for part in v if isinstance(v, list) else ():
             if part.get("type") != "text":
                 raise ValueError(f"content part type {part.get('type')!r} is not supported; use text")
-            parts.append(str(part.get("text", "")))
-        return "".join(parts)
+        return v
+
+    def text(self) -> str:
+        if self.content is None or isinstance(self.content, str):
+            return self.content or ""
+        return "".join(str(part.get("text", "")) for part in self.content)
 
 
 def messages_prompt(messages: list[ChatMessage]) -> Prompt:
@@ -144,13 +146,6 @@ def messages_prompt(messages: list[ChatMessage]) -> Prompt:
 class ChatCompletionRequest(RerankRequest):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
-
-    @field_validator("messages")
-    @classmethod
-    def _texts_only(cls, v: list[ChatMessage]):
-        for m in v:
-            m.text()  # raises on image or audio parts
-        return v
 
     def to_prompt(self) -> Prompt:
         return messages_prompt(self.messages)

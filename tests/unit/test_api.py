@@ -374,3 +374,14 @@ def test_reranking_reports_the_deadline_used(client):
     rr = complete(client, latency_budget_ms=4000).json()["reranking"]
     assert rr["budget_ms"] == 4000 and before + 4000 - 50 <= rr["deadline_ms"] <= time.time() * 1000 + 4000
     assert rr["candidates_pruned"] == 0 and rr["stopped_early"] is False
+
+
+@pytest.mark.parametrize("path, extra", [("/v1/rewards", {"completions": [""]}),
+                                         ("/v1/chat/completions", {"model": "fake-model"})])
+@pytest.mark.parametrize("content", [[{}], [{"type": "image_url", "image_url": {}}]])
+def test_non_text_message_parts_are_a_400_naming_the_part(client, path, extra, content):
+    # Once a 500 on /v1/rewards (found by schemathesis): {"messages": [{"role": "system", "content": [{}]}]}.
+    r = client.post(path, json={"messages": [{"role": "system", "content": content}], **extra})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == "messages.0.content"
+    assert complete(client).status_code == 200
