@@ -16,8 +16,6 @@ from service.types import Deadline
 # No single reserve takes more than this share of the time it is carved from:
 # a tight budget still leaves most of itself to generating.
 MAX_RESERVE_SHARE = 0.25
-# Past the client's deadline, a request whose calls are stuck is failed rather than waited for.
-GIVE_UP_GRACE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -27,7 +25,7 @@ class Budget:
     answer_by: Deadline  # the client's deadline
     select_by: Deadline  # selection is done, so the answer reaches the client by answer_by
     generate_by: Deadline  # unfinished candidates are aborted, so the texts at hand are scored by select_by
-    give_up_by: Deadline  # a call still running here fails the request
+    give_up_by: Deadline  # a call still running here fails the request: a 504 leaves at the deadline, not after
 
     @classmethod
     def starting(cls, arrived: float, budget_ms: int, *, response_margin_s: float, scoring_reserve_s: float) -> Budget:
@@ -47,7 +45,7 @@ class Budget:
             answer_by=Deadline(answer_by),
             select_by=Deadline(select_by),
             generate_by=Deadline(generate_by),
-            give_up_by=Deadline(answer_by + GIVE_UP_GRACE_S),
+            give_up_by=Deadline(answer_by),
         )
 
     @property

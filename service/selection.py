@@ -12,6 +12,7 @@ candidate, so results are deterministic for a given set of candidates.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
 import time
 from dataclasses import dataclass
@@ -94,23 +95,27 @@ class _Scorer:
             self.batches.append((batch, scores))
             self.calls.append((time.perf_counter() - started, len(batch)))
 
-    async def drain(self, deadline: Deadline | None = None) -> None:
+    async def drain(self, aim: Deadline, give_up: Deadline) -> None:
         """Wait for everything added so far; a failed reward call fails the request.
 
-        With a deadline, stop waiting there if something is scored already: the
-        best so far is the answer, and `cut` records that scoring was cut short.
+        At `aim`, stop waiting if something is scored: the best so far is the
+        answer, and `cut` records that scoring was cut short. With nothing scored,
+        wait on until `give_up`, then stop regardless (the caller answers 504).
         """
         if self.task is None:
             return
-        if deadline is not None:
+        try:
+            await asyncio.wait_for(asyncio.shield(self.task), max(aim.remaining(), 0))
+        except TimeoutError:
+            if self.batches:
+                self.cut = True
+                return
             try:
-                await asyncio.wait_for(asyncio.shield(self.task), max(deadline.remaining(), 0))
+                await asyncio.wait_for(asyncio.shield(self.task), max(give_up.remaining(), 0))
             except TimeoutError:
-                if self.batches:
-                    self.cut = True
-                    return
+                return
         task, self.task = self.task, None
-        await task
+        await task  # done: raises what the reward call raised
 
     @property
     def scored(self) -> list[ScoredCandidate]:
@@ -140,40 +145,38 @@ async def best_of_n(
     Generation stops at `budget.generate_by`, leaving time to score the texts at
     hand; if the last scoring call still runs at `budget.select_by`, the best
     candidate scored by then is the answer. Raises BudgetExhausted (the one
-    place a 504 is decided) when no candidate produced text in time, or when a
-    call is still stuck at `budget.give_up_by`.
+    place a 504 is decided) when nothing is scored by `budget.give_up_by` (the
+    client's deadline): no candidate produced text, or the calls were stuck.
     """
     if not 1 <= n <= best_of:
         raise ValueError(f"need 1 <= n <= best_of, got n={n}, best_of={best_of}")
-    try:
-        async with asyncio.timeout(budget.give_up_by.remaining()):
-            return await _select(generator, reward, prompt, sampling, best_of, n, budget, pruning)
-    except TimeoutError:
+    if budget.generate_by.remaining() <= 0:  # it waited too long to be started: no candidate for nobody
         raise BudgetExhausted(
-            "the latency budget ran out before an answer was ready", param="latency_budget_ms", code="budget_exhausted"
-        ) from None
-
-
-async def _select(generator, reward, prompt, sampling, best_of, n, budget: Budget, pruning) -> Selection:
+            "the latency budget ran out before generation could start", param="latency_budget_ms",
+            code="budget_exhausted",
+        )
     started = time.perf_counter()
     candidates: list[Candidate] = []
     scorer = _Scorer(reward, prompt)
     stream = generator.generate(prompt, sampling, best_of, budget.generate_by, pruning)
     try:
-        async for candidate in stream:
-            candidates.append(candidate)
-            if candidate.finished:
-                scorer.add(candidate)
+        # The generator ends its stream by generate_by; one stuck past the deadline is let go.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(budget.give_up_by.remaining()):
+                async for candidate in stream:
+                    candidates.append(candidate)
+                    if candidate.finished:
+                        scorer.add(candidate)
         generated = time.perf_counter()
-        await scorer.drain(budget.select_by)
+        await scorer.drain(budget.select_by, budget.give_up_by)
         if not scorer.batches:  # nothing finished: fall back to the partial texts
             partials = [c for c in candidates if c.text.strip()]
             # The pruned ones were judged worse already; only if nothing else has text.
             for candidate in sorted([c for c in partials if not c.pruned] or partials, key=lambda c: c.index):
                 scorer.add(candidate)
-            await scorer.drain()
+            await scorer.drain(budget.give_up_by, budget.give_up_by)
     finally:
-        scorer.cancel()  # client gone or a failure: no scoring for nobody
+        scorer.cancel()  # client gone, a failure or the deadline: no scoring for nobody
         await stream.aclose()
     if not scorer.batches:
         raise BudgetExhausted(

@@ -385,3 +385,15 @@ def test_non_text_message_parts_are_a_400_naming_the_part(client, path, extra, c
     assert r.status_code == 400, r.text
     assert r.json()["error"]["param"] == "messages.0.content"
     assert complete(client).status_code == 200
+
+
+def test_a_stuck_reward_model_is_a_504_at_the_deadline_not_after():
+    import time
+
+    client = make_client()
+    client.rewards["fake"].config = FakeRewardConfig(seconds_per_call=60)  # never answers in time
+    started = time.monotonic()
+    r = complete(client, latency_budget_ms=1000)
+    elapsed = time.monotonic() - started
+    assert r.status_code == 504 and r.json()["error"]["param"] == "latency_budget_ms"
+    assert 0.9 < elapsed < 1.0 + 0.15

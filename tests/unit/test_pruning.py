@@ -28,7 +28,7 @@ def generator(texts=TEXTS, seconds_per_token=0.02, judge=None, **kw):
 
 
 def budget(ms):
-    return Budget.starting(time.time(), ms, response_margin_s=0.0, scoring_reserve_s=0.0)
+    return Budget.starting(time.time(), ms, response_margin_s=0.0, scoring_reserve_s=0.1)
 
 
 def select(gen, *, best_of=4, n=1, checkpoints=(2,), fraction=0.5, keep_at_least=1, budget_ms=5000):

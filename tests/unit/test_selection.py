@@ -16,8 +16,9 @@ from service.types import Prompt, SamplingSpec, Scores
 PROMPT = Prompt(text="Tell me something.")
 
 
-def budget(ms: float, scoring_reserve_s: float = 0.0) -> Budget:
-    """A budget starting now, with no response margin: selection aims at the deadline itself."""
+def budget(ms: float, scoring_reserve_s: float = 0.1) -> Budget:
+    """A budget starting now, with no response margin: selection aims at the deadline itself.
+    Generation stops `scoring_reserve_s` earlier (the service always keeps some back)."""
     return Budget.starting(time.time(), ms, response_margin_s=0.0, scoring_reserve_s=scoring_reserve_s)
 
 
@@ -210,10 +211,10 @@ def test_scoring_that_would_overrun_the_deadline_leaves_the_best_so_far():
 
 
 def test_a_scoring_reserve_stops_generation_early_enough_to_score_partials():
-    # Nothing finishes within 2 s; scoring two texts takes 0.5 s. With 0.5 s kept
+    # Nothing finishes within 2 s; scoring two texts takes 0.4 s. With 0.5 s kept
     # back, generation stops at 1.5 s and the partials are scored by the deadline.
     gen = FakeGenerator(FakeGeneratorConfig(texts=[" ".join(["tok"] * 500)], seconds_per_token=0.02))
-    slow = FakeReward(FakeRewardConfig(seconds_per_call=0.5))
+    slow = FakeReward(FakeRewardConfig(seconds_per_call=0.4))
 
     async def scenario(reserve_s):
         loop = asyncio.get_running_loop()
@@ -225,8 +226,12 @@ def test_a_scoring_reserve_stops_generation_early_enough_to_score_partials():
     result, elapsed = run(scenario(0.5))
     assert not result.chosen[0].candidate.finished  # a partial answer
     assert elapsed < 2.0 + 0.15
-    _, without_reserve = run(scenario(0.0))
-    assert without_reserve > 2.0 + 0.3  # generation ran to the deadline, scoring after it
+    # With nothing kept back the partials cannot be scored by the deadline: a 504
+    # at the deadline, not a late answer.
+    began = time.monotonic()
+    with pytest.raises(BudgetExhausted):
+        run(scenario(0.0))
+    assert 2.0 - 0.05 < time.monotonic() - began < 2.0 + 0.15
 
 
 def test_a_call_stuck_past_the_deadline_is_a_504_at_the_give_up_time():
@@ -242,3 +247,13 @@ def test_a_call_stuck_past_the_deadline_is_a_504_at_the_give_up_time():
 
     late_by = run(scenario())
     assert -0.05 < late_by < 0.3
+
+
+def test_no_candidate_starts_once_the_time_to_generate_has_passed():
+    gen = FakeGenerator(FakeGeneratorConfig(texts=["a b c"]))
+    late = Budget.starting(time.time() - 2.0, 1000, response_margin_s=0.0, scoring_reserve_s=0.0)
+    started = time.monotonic()
+    with pytest.raises(BudgetExhausted):
+        run(best_of_n(gen, FakeReward(FakeRewardConfig()), PROMPT, SamplingSpec(max_tokens=3), best_of=2, n=1,
+                      budget=late))
+    assert time.monotonic() - started < 0.05 and gen.generated_tokens == 0
