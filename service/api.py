@@ -117,8 +117,13 @@ class Routes:
         return body
 
     async def healthz(self) -> dict[str, str]:
-        await self.generator.check_ready()
+        """Liveness: this process answers (restart it if not)."""
         return {"status": "ok"}
+
+    async def readyz(self) -> dict[str, str]:
+        """Readiness: the engine is up and work is accepted (a 503 otherwise: route elsewhere)."""
+        await self.generator.check_ready()
+        return {"status": "ready"}
 
     async def metrics(self) -> Response:
         body, content_type = metrics.render()
@@ -172,6 +177,7 @@ def create_api(config: ServiceConfig, reranker: Reranker) -> FastAPI:
     api.get("/v1/reward_models")(routes.reward_models)
     api.post("/v1/rewards")(routes.rewards)
     api.get("/healthz")(routes.healthz)
+    api.get("/readyz")(routes.readyz)
     api.get("/metrics")(routes.metrics)
     api.add_middleware(BodyLimit, max_bytes=config.limits.max_body_bytes)
     return api

@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Sequence
 
 from ray import serve
+from ray.exceptions import NodeDiedError, RayActorError
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
 
 from service import metrics
 from service.config import GeneratorConfig, ScorerConfig, ServiceConfig, cache_dir, parse_config, parse_rewards
-from service.errors import NotFound, find_api_error
+from service.errors import APIError, NotFound, Overloaded, find_api_error, find_cause
 from service.generator import Generator, make_generator
 from service.pruning import PruningPlan
 from service.reward import RewardModel, make_reward_models
@@ -35,15 +37,37 @@ from service.types import Candidate, Deadline, Prompt, SamplingSpec, Scores
 log = logging.getLogger(__name__)
 
 
+# Ray's ways of saying that a replica is gone, being replaced, or full: the client
+# may retry, so a 503 with Retry-After, never a 500.
+REPLICA_UNAVAILABLE = (RayActorError, NodeDiedError, BackPressureError, DeploymentUnavailableError,
+                       ReplicaUnavailableError)
+# A hint, not a prediction: about the time Ray takes to notice a dead replica and
+# start another (an engine that loads weights takes longer; clients back off).
+REPLICA_RETRY_AFTER_S = 5
+
+
+def client_error(exc: BaseException) -> APIError | None:
+    """What a client should see for an error that came from another replica."""
+    error = find_api_error(exc)
+    if error is not None:
+        return error
+    ray_error = find_cause(exc, REPLICA_UNAVAILABLE)
+    if ray_error is None:
+        return None
+    retry_after = getattr(ray_error, "retry_after_s", None) or REPLICA_RETRY_AFTER_S
+    return Overloaded("a part of the service is unavailable or full; retry shortly", code="replica_unavailable",
+                      headers={"Retry-After": str(max(1, round(retry_after)))})
+
+
 @contextlib.contextmanager
 def unwrapping_ray_errors():
-    """An APIError raised in another replica arrives wrapped by Ray: re-raise it
-    bare, so the client gets its status and envelope; anything else stays as it
-    is (a 500)."""
+    """Errors from other replicas arrive wrapped by Ray: re-raise an APIError bare,
+    so the client gets its status and envelope, and a dead or full replica as a
+    503; anything else stays as it is (a 500)."""
     try:
         yield
     except Exception as exc:
-        error = find_api_error(exc)
+        error = client_error(exc)
         if error is None or error is exc:
             raise
         raise error from None
@@ -170,7 +194,8 @@ class ScorerCatalog:
 
     async def current(self) -> RewardSet:
         if self.cached is None or time.monotonic() - self.read_at > self.ttl_s:
-            info = await self.handle.info.remote()
+            with unwrapping_ray_errors():
+                info = await self.handle.info.remote()
             models = {name: ScorerHandleReward(self.handle, name, kind) for name, kind in info["kinds"].items()}
             self.cached, self.read_at = RewardSet(models, info["default"]), time.monotonic()
         return self.cached

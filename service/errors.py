@@ -79,13 +79,19 @@ class InternalError(APIError):
     type = "server_error"
 
 
-def find_api_error(exc: BaseException) -> APIError | None:
-    """Return the APIError behind `exc`, also when Ray wrapped it in a RayTaskError."""
+def find_cause(exc: BaseException, kinds: type | tuple[type, ...]) -> BaseException | None:
+    """The first exception of `kinds` in `exc`'s chain of causes, also through Ray's
+    RayTaskError (which keeps the original in `cause`)."""
     seen = 0
     while exc is not None and seen < 8:
-        if isinstance(exc, APIError):
+        if isinstance(exc, kinds):
             return exc
-        cause = getattr(exc, "cause", None)  # RayTaskError keeps the original here
+        cause = getattr(exc, "cause", None)
         exc = cause if isinstance(cause, BaseException) else exc.__cause__
         seen += 1
     return None
+
+
+def find_api_error(exc: BaseException) -> APIError | None:
+    """Return the APIError behind `exc`, also when Ray wrapped it in a RayTaskError."""
+    return find_cause(exc, APIError)

@@ -124,3 +124,38 @@ def test_a_client_that_hangs_up_gets_its_candidates_aborted(service):
     while aborted() < before + 1 and time.monotonic() < give_up:
         time.sleep(0.2)
     assert aborted() == before + 1
+
+
+def test_a_killed_generator_replica_is_a_503_with_retry_after_and_the_service_recovers(service):
+    # Last in this module: it kills the generator replica (Ray starts another).
+    import concurrent.futures
+    import os
+    import signal
+
+    import psutil
+
+    replicas = [p for p in psutil.Process(service.proc.pid).children(recursive=True)
+                if "ServeReplica:prune:generator" in " ".join(p.cmdline())]
+    assert len(replicas) == 1
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        # Candidate 3 starts after 5 s (candidate_delays_s): the request is in flight when the replica dies.
+        in_flight = pool.submit(post, service, "/v1/completions",
+                                {"model": "fake-model", "prompt": "Hi", "best_of": 4, "latency_budget_ms": 20000})
+        time.sleep(1.0)
+        os.kill(replicas[0].pid, signal.SIGKILL)
+        r = in_flight.result()
+    assert r.status_code == 503, r.text
+    assert r.json()["error"]["code"] == "replica_unavailable" and int(r.headers["Retry-After"]) >= 1
+    killed = time.monotonic()
+    while time.monotonic() - killed < 120:
+        try:
+            again = httpx.post(f"{service.url}/v1/completions", timeout=10,
+                               json={"model": "fake-model", "prompt": "Hi", "best_of": 1, "latency_budget_ms": 5000})
+            if again.status_code == 200:
+                break
+            assert again.status_code in (503, 504), again.text  # refused or out of time while replaced: never a 500
+        except httpx.TimeoutException:
+            pass
+        time.sleep(0.5)
+    print(f"answering again {time.monotonic() - killed:.1f} s after the generator replica was killed")
+    assert again.status_code == 200

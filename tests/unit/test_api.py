@@ -202,6 +202,19 @@ def test_internal_errors_do_not_leak(client):
 def test_models_and_health(client):
     assert client.get("/v1/models").json()["data"][0]["id"] == "fake-model"
     assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ready"}
+
+
+def test_an_engine_that_is_down_is_alive_but_not_ready(client):
+    from service.errors import Overloaded
+
+    async def down():
+        raise Overloaded("the generator engine is not running", code="engine_unavailable")
+
+    client.generator.check_ready = down
+    assert client.get("/healthz").status_code == 200  # the process answers: no restart
+    r = client.get("/readyz")
+    assert r.status_code == 503 and r.json()["error"]["code"] == "engine_unavailable"  # route elsewhere
 
 
 def test_metrics_move_with_the_requests_served(client):
