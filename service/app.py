@@ -11,6 +11,7 @@ the options from the config.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -185,17 +186,28 @@ class RemoteGenerator(Generator):
 
 
 class ScorerCatalog:
-    """The scorer's current reward models, re-read at most every `ttl_s` seconds."""
+    """The scorer's current reward models, re-read at most every `ttl_s` seconds.
 
-    def __init__(self, handle: DeploymentHandle, ttl_s: float = 2.0):
-        self.handle, self.ttl_s = handle, ttl_s
+    While the scorer cannot answer (a replica being replaced), the last set read
+    stays in use, so requests go on to be scored by the fallback reward rather
+    than failing here; the first read has nothing to fall back on.
+    """
+
+    def __init__(self, handle: DeploymentHandle, ttl_s: float = 2.0, read_timeout_s: float = 1.0):
+        self.handle, self.ttl_s, self.read_timeout_s = handle, ttl_s, read_timeout_s
         self.cached: RewardSet | None = None
         self.read_at = 0.0
 
     async def current(self) -> RewardSet:
         if self.cached is None or time.monotonic() - self.read_at > self.ttl_s:
-            with unwrapping_ray_errors():
-                info = await self.handle.info.remote()
+            try:
+                with unwrapping_ray_errors():
+                    info = await asyncio.wait_for(self.handle.info.remote(), self.read_timeout_s)
+            except (Overloaded, TimeoutError):
+                if self.cached is None:
+                    raise
+                self.read_at = time.monotonic()  # try again after another ttl_s
+                return self.cached
             models = {name: ScorerHandleReward(self.handle, name, kind) for name, kind in info["kinds"].items()}
             self.cached, self.read_at = RewardSet(models, info["default"]), time.monotonic()
         return self.cached

@@ -290,10 +290,17 @@ class ServiceConfig(Strict):
     metrics_dir: str | None = Field(
         None, description="Folder shared by the replicas on a node for Prometheus metrics."
     )
+    fallback_reward: RewardConfig | None = Field(
+        default_factory=SlopRewardConfig,
+        description="Scores in the ingress when the scorer is unavailable or has scored nothing when selection "
+        "must end; the answer says `reranking.degraded`. Cheap and local (default slop); null: such requests fail.",
+    )
 
     @model_validator(mode="after")
     def _default_reward_is_configured(self) -> "ServiceConfig":
         check_reward_models(self.reward_models, self.default_reward_model)
+        if isinstance(self.fallback_reward, EnsembleRewardConfig):
+            raise ValueError("fallback_reward: an ensemble needs its members; give a single kind, e.g. {kind: slop}")
         return self
 
     def rewards(self) -> "RewardsConfig":

@@ -193,6 +193,9 @@ class Reranking(BaseModel):
     deadline_ms: int = Field(description="The deadline used, in Unix milliseconds.")
     stopped_early: bool = Field(description="The deadline cut at least one candidate short.")
     candidates_pruned: int = Field(description="Candidates aborted early for scoring low at a pruning checkpoint.")
+    degraded: str | None = Field(
+        None, description="Scored by the fallback reward instead of reward_model: scorer_unavailable or scorer_slow."
+    )
     candidates: list[CandidateReport] | None = None
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
+from service.errors import APIError
 from service.reward.catalog import RewardCatalog
 from service.types import Prompt, check_checkpoints
 
@@ -52,9 +53,14 @@ class PruningPlan:
             count = victim_count(len(partials), finished, self.fraction, self.keep_at_least)
             if count == 0:
                 return []
-            reward = (await judge.current()).get(self.reward_model)
             order = sorted(partials)
-            scores = await reward.score(prompt, [partials[i] for i in order])
+            try:
+                reward = (await judge.current()).get(self.reward_model)
+                scores = await reward.score(prompt, [partials[i] for i in order])
+            except APIError as exc:
+                if exc.status not in (502, 503):
+                    raise
+                return []  # a judge that is unavailable prunes nobody: the request goes on whole
             # Lowest reward goes first; among equals the later candidate goes first.
             ranked = sorted(zip(scores.values, order), key=lambda pair: (pair[0], -pair[1]))
             return [i for _, i in ranked[:count]]

@@ -68,6 +68,7 @@ def reranking(plan: RerankPlan, selection: Selection) -> Reranking:
         deadline_ms=plan.budget.deadline_ms,
         stopped_early=selection.stopped_early,
         candidates_pruned=selection.candidates_pruned,
+        degraded=selection.degraded,
         candidates=[
             CandidateReport(
                 text=sc.candidate.text,

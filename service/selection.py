@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 
 from service.budget import Budget
-from service.errors import BudgetExhausted
+from service.errors import APIError, BudgetExhausted
 from service.generator.base import Generator
 from service.pruning import PruningPlan
 from service.reward.base import RewardModel
@@ -42,6 +42,7 @@ class Selection:
     candidates_pruned: int  # aborted early for scoring low at a checkpoint
     generate_s: float  # until the last candidate arrived
     score_calls: tuple[tuple[float, int], ...]  # (seconds, texts) of each reward call, in order
+    degraded: str | None = None  # the fallback reward scored instead, and why
 
     @property
     def score_s(self) -> float:
@@ -61,16 +62,24 @@ class Selection:
 
 
 class _Scorer:
-    """Scores distinct texts in micro-batches, one reward call at a time."""
+    """Scores distinct texts in micro-batches, one reward call at a time.
 
-    def __init__(self, reward: RewardModel, prompt: Prompt):
-        self.reward, self.prompt = reward, prompt
+    With a `fallback` reward, a scorer that is unavailable (502/503) or has
+    scored nothing when selection must end does not fail the request: from then
+    on the fallback scores every candidate, those scored already included, so
+    that all values share one scale; `degraded` says why.
+    """
+
+    def __init__(self, reward: RewardModel, prompt: Prompt, fallback: RewardModel | None = None):
+        self.reward, self.prompt, self.fallback = reward, prompt, fallback
         self.batches: list[tuple[list[Candidate], Scores]] = []
         self.waiting: list[Candidate] = []
+        self.scoring: list[Candidate] = []  # the batch of the reward call under way
         self.texts: set[str] = set()
         self.task: asyncio.Task | None = None
-        self.calls: list[tuple[float, int]] = []  # (seconds, texts)
+        self.calls: list[tuple[float, int]] = []  # (seconds, texts) of the request's reward model
         self.cut = False  # the deadline came before every candidate was scored
+        self.degraded: str | None = None  # why the fallback scored instead: scorer_unavailable, scorer_slow
 
     def add(self, candidate: Candidate) -> None:
         key = candidate.text.strip()
@@ -87,35 +96,58 @@ class _Scorer:
     async def _work(self) -> None:
         """Score what is waiting; what arrives meanwhile forms the next batch."""
         while self.waiting:
-            batch, self.waiting = self.waiting, []
+            self.scoring, self.waiting = self.waiting, []
             started = time.perf_counter()
-            scores = await self.reward.score(self.prompt, [c.text for c in batch])
-            if len(scores.values) != len(batch):
-                raise RuntimeError(f"reward model returned {len(scores.values)} scores for {len(batch)} candidates")
-            self.batches.append((batch, scores))
-            self.calls.append((time.perf_counter() - started, len(batch)))
+            try:
+                scores = await self.reward.score(self.prompt, [c.text for c in self.scoring])
+            except APIError as exc:
+                if exc.status not in (502, 503) or self.fallback is None or self.degraded:
+                    raise
+                self.degrade("scorer_unavailable")
+                continue
+            if len(scores.values) != len(self.scoring):
+                raise RuntimeError(f"reward model returned {len(scores.values)} scores for {len(self.scoring)} candidates")
+            self.batches.append((self.scoring, scores))
+            if not self.degraded:  # the request's reward model's cost, for the next requests' reserves
+                self.calls.append((time.perf_counter() - started, len(self.scoring)))
+            self.scoring = []
+
+    def degrade(self, reason: str) -> None:
+        """The fallback scores everything from now on, what was scored already too."""
+        self.degraded, self.reward = reason, self.fallback
+        self.waiting = [c for batch, _ in self.batches for c in batch] + self.scoring + self.waiting
+        self.batches, self.scoring = [], []
 
     async def drain(self, aim: Deadline, give_up: Deadline) -> None:
         """Wait for everything added so far; a failed reward call fails the request.
 
         At `aim`, stop waiting if something is scored: the best so far is the
         answer, and `cut` records that scoring was cut short. With nothing scored,
-        wait on until `give_up`, then stop regardless (the caller answers 504).
+        let the fallback score (if there is one), and wait on until `give_up`,
+        then stop regardless (the caller answers 504).
         """
         if self.task is None:
             return
-        try:
-            await asyncio.wait_for(asyncio.shield(self.task), max(aim.remaining(), 0))
-        except TimeoutError:
+        if not await self._finished_by(aim):
             if self.batches:
                 self.cut = True
                 return
-            try:
-                await asyncio.wait_for(asyncio.shield(self.task), max(give_up.remaining(), 0))
-            except TimeoutError:
+            if self.fallback is not None and not self.degraded:
+                self.task.cancel()
+                self.degrade("scorer_slow")
+                self.task = asyncio.ensure_future(self._work())
+            if not await self._finished_by(give_up):
                 return
         task, self.task = self.task, None
         await task  # done: raises what the reward call raised
+
+    async def _finished_by(self, deadline: Deadline) -> bool:
+        """Whether the scoring under way finished by `deadline` (it goes on if not)."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self.task), max(deadline.remaining(), 0))
+            return True
+        except TimeoutError:
+            return False
 
     @property
     def scored(self) -> list[ScoredCandidate]:
@@ -139,6 +171,7 @@ async def best_of_n(
     n: int,
     budget: Budget,
     pruning: PruningPlan | None = None,
+    fallback: RewardModel | None = None,
 ) -> Selection:
     """Pick the n best of best_of candidates within the budget.
 
@@ -147,6 +180,8 @@ async def best_of_n(
     candidate scored by then is the answer. Raises BudgetExhausted (the one
     place a 504 is decided) when nothing is scored by `budget.give_up_by` (the
     client's deadline): no candidate produced text, or the calls were stuck.
+    With a `fallback` reward, an unavailable or stuck reward model degrades the
+    scoring instead (see `_Scorer`).
     """
     if not 1 <= n <= best_of:
         raise ValueError(f"need 1 <= n <= best_of, got n={n}, best_of={best_of}")
@@ -157,7 +192,7 @@ async def best_of_n(
         )
     started = time.perf_counter()
     candidates: list[Candidate] = []
-    scorer = _Scorer(reward, prompt)
+    scorer = _Scorer(reward, prompt, fallback)
     stream = generator.generate(prompt, sampling, best_of, budget.generate_by, pruning)
     try:
         # The generator ends its stream by generate_by; one stuck past the deadline is let go.
@@ -196,4 +231,5 @@ async def best_of_n(
         candidates_pruned=sum(c.pruned for c in candidates),
         generate_s=generated - started,
         score_calls=tuple(scorer.calls),
+        degraded=scorer.degraded,
     )

@@ -22,6 +22,7 @@ from service.errors import BudgetExhausted, NotFound
 from service.generator.base import Generator
 from service.protocol import RerankRequest, reject
 from service.pruning import PruningPlan
+from service.reward import make_reward_model
 from service.reward.catalog import RewardCatalog
 from service.selection import Selection, best_of_n
 from service.types import Prompt, SamplingSpec
@@ -79,6 +80,8 @@ class Reranker:
         self.config, self.limits = config, config.limits
         self.generator, self.catalog = generator, catalog
         self.scoring_cost = scoring_cost or ScoringCost()
+        # Local to this process: it must work when the scorer deployment does not.
+        self.fallback = make_reward_model(config.fallback_reward) if config.fallback_reward else None
 
     async def plan(self, request: RerankRequest, arrived: float | None = None) -> RerankPlan:
         """Resolve defaults and check the request against the configured limits; the
@@ -154,6 +157,7 @@ class Reranker:
                 n=plan.n,
                 budget=plan.budget,
                 pruning=plan.pruning,
+                fallback=self.fallback,
             )
         except BudgetExhausted:
             metrics.BUDGET_EXHAUSTED.inc()
@@ -185,6 +189,8 @@ def record(plan: RerankPlan, selection: Selection) -> None:
     metrics.REWARD_UPLIFT.labels(name).observe(selection.uplift)
     if selection.stopped_early:
         metrics.BUDGET_CUTOFFS.inc()
+    if selection.degraded:
+        metrics.DEGRADED.labels(selection.degraded).inc()
 
 
 async def local_reranker(config: ServiceConfig) -> Reranker:

@@ -126,16 +126,36 @@ def test_a_client_that_hangs_up_gets_its_candidates_aborted(service):
     assert aborted() == before + 1
 
 
+def replica_processes(service, deployment: str):
+    import psutil
+
+    return [p for p in psutil.Process(service.proc.pid).children(recursive=True)
+            if f"ServeReplica:prune:{deployment}" in " ".join(p.cmdline())]
+
+
+def test_a_killed_scorer_replica_degrades_scoring_within_the_budget(service):
+    import os
+    import signal
+
+    post(service, "/v1/completions", {"model": "fake-model", "prompt": "Hi", "best_of": 3})  # catalog read
+    [scorer] = replica_processes(service, "scorer")
+    os.kill(scorer.pid, signal.SIGKILL)
+    started = time.monotonic()
+    r = post(service, "/v1/completions", {"model": "fake-model", "prompt": "Hi", "best_of": 3,
+                                          "latency_budget_ms": 3000})
+    elapsed = time.monotonic() - started
+    assert r.status_code == 200, r.text
+    assert r.json()["reranking"]["degraded"] in ("scorer_unavailable", "scorer_slow") and elapsed < 3.0
+    print(f"scorer killed: answered in {elapsed:.2f} s, degraded ({r.json()['reranking']['degraded']})")
+
+
 def test_a_killed_generator_replica_is_a_503_with_retry_after_and_the_service_recovers(service):
     # Last in this module: it kills the generator replica (Ray starts another).
     import concurrent.futures
     import os
     import signal
 
-    import psutil
-
-    replicas = [p for p in psutil.Process(service.proc.pid).children(recursive=True)
-                if "ServeReplica:prune:generator" in " ".join(p.cmdline())]
+    replicas = replica_processes(service, "generator")
     assert len(replicas) == 1
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         # Candidate 3 starts after 5 s (candidate_delays_s): the request is in flight when the replica dies.

@@ -400,13 +400,29 @@ def test_non_text_message_parts_are_a_400_naming_the_part(client, path, extra, c
     assert complete(client).status_code == 200
 
 
-def test_a_stuck_reward_model_is_a_504_at_the_deadline_not_after():
+def test_a_stuck_reward_model_without_a_fallback_is_a_504_at_the_deadline_not_after():
     import time
 
-    client = make_client()
+    client = make_client(fallback_reward=None)
     client.rewards["fake"].config = FakeRewardConfig(seconds_per_call=60)  # never answers in time
     started = time.monotonic()
     r = complete(client, latency_budget_ms=1000)
     elapsed = time.monotonic() - started
     assert r.status_code == 504 and r.json()["error"]["param"] == "latency_budget_ms"
     assert 0.9 < elapsed < 1.0 + 0.15
+
+
+def test_a_stuck_reward_model_degrades_to_the_fallback_within_the_budget():
+    import time
+
+    client = make_client(texts=SLOPPY_IS_LONGEST)  # fake would pick the sloppy one, slop the plain one
+    client.rewards["fake"].config = FakeRewardConfig(seconds_per_call=60)
+    before = metric(client, "prune_degraded_total", reason="scorer_slow")
+    started = time.monotonic()
+    r = complete(client, best_of=2, latency_budget_ms=1000)
+    elapsed = time.monotonic() - started
+    assert r.status_code == 200 and elapsed < 1.0
+    body = r.json()
+    assert body["reranking"]["degraded"] == "scorer_slow" and body["choices"][0]["text"] == SLOPPY_IS_LONGEST[1]
+    assert metric(client, "prune_degraded_total", reason="scorer_slow") == before + 1
+    assert "degraded" not in complete(make_client()).json()["reranking"]  # only when it happened

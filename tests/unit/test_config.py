@@ -38,6 +38,8 @@ def test_generator_kind_selects_the_implementation():
         ({"default_reward_model": "nope"}, "default_reward_model"),
         ({"reward_models": {"x": {"kind": "slop", "weight": 2}}}, "reward_models.x.slop.weight"),
         ({"scorer": {"max_batch_size": 0}}, "scorer.max_batch_size"),
+        ({"fallback_reward": {"kind": "ensemble", "members": [{"name": "slop"}]}}, "fallback_reward"),
+        ({"fallback_reward": {"kind": "slop", "wieght": 1}}, "fallback_reward.slop.wieght"),
     ],
 )
 def test_bad_values_name_the_field(args, field):

@@ -163,3 +163,15 @@ def test_a_pruning_plan_is_plain_data_that_pickles():
 
     plan = PruningPlan((8, 24), 0.5, 2, "style")
     assert pickle.loads(pickle.dumps(plan)) == plan
+
+
+def test_an_unavailable_judge_prunes_nobody():
+    from service.errors import Overloaded
+
+    class Gone(FakeReward):
+        async def score(self, prompt, completions):
+            raise Overloaded("scorer replica died", code="replica_unavailable")
+
+    gen = generator(judge=StaticCatalog({"fake": Gone(FakeRewardConfig())}, "fake"))
+    result = select(gen)
+    assert result.candidates_pruned == 0 and len(result.scored) == 4  # the request went on whole

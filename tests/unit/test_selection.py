@@ -257,3 +257,49 @@ def test_no_candidate_starts_once_the_time_to_generate_has_passed():
         run(best_of_n(gen, FakeReward(FakeRewardConfig()), PROMPT, SamplingSpec(max_tokens=3), best_of=2, n=1,
                       budget=late))
     assert time.monotonic() - started < 0.05 and gen.generated_tokens == 0
+
+
+SLOPPY_IS_LONGEST = ["Great question! I hope this helps! Let me know if you have any other questions.",
+                     "Keep bread in a paper bag."]
+
+
+def test_an_unavailable_reward_model_degrades_to_the_fallback_for_every_candidate():
+    from service.errors import Overloaded
+    from service.reward.slop import SlopReward
+
+    class GoneAfterFirstCall(FakeReward):
+        async def score(self, prompt, completions):
+            if self.calls:
+                raise Overloaded("scorer replica died", code="replica_unavailable")
+            return await super().score(prompt, completions)
+
+    gen = FakeGenerator(FakeGeneratorConfig(texts=SLOPPY_IS_LONGEST, candidate_delays_s=[0, 0.2]))
+    result = run(best_of_n(gen, GoneAfterFirstCall(FakeRewardConfig()), PROMPT, SamplingSpec(max_tokens=32),
+                           best_of=2, n=1, budget=budget(5000), fallback=SlopReward()))
+    assert result.degraded == "scorer_unavailable"
+    # Both candidates scored by slop (the first one again), so the plain one wins on one scale.
+    assert result.chosen[0].candidate.text == SLOPPY_IS_LONGEST[1] and len(result.scored) == 2
+    assert len(result.score_calls) == 1  # only the request's own model's call teaches the scoring cost
+
+
+def test_without_a_fallback_an_unavailable_reward_model_fails_the_request():
+    from service.errors import Overloaded
+
+    class Gone(FakeReward):
+        async def score(self, prompt, completions):
+            raise Overloaded("scorer replica died", code="replica_unavailable")
+
+    with pytest.raises(Overloaded):
+        select(FakeGenerator(FakeGeneratorConfig(texts=["a", "bb"])), Gone(FakeRewardConfig()), best_of=2)
+
+
+def test_a_stuck_reward_model_degrades_when_selection_must_end():
+    from service.reward.slop import SlopReward
+
+    gen = FakeGenerator(FakeGeneratorConfig(texts=SLOPPY_IS_LONGEST))
+    stuck = FakeReward(FakeRewardConfig(seconds_per_call=60))
+    b = budget(800)
+    result = run(best_of_n(gen, stuck, PROMPT, SamplingSpec(max_tokens=32), best_of=2, n=1, budget=b,
+                           fallback=SlopReward()))
+    assert time.time() < b.answer_by.at + 0.05
+    assert result.degraded == "scorer_slow" and result.chosen[0].candidate.text == SLOPPY_IS_LONGEST[1]
