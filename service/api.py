@@ -16,7 +16,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from service import metrics
-from service.config import ServiceConfig
 from service.errors import APIError, InternalError, PayloadTooLarge, Unauthorized
 from service.protocol import ChatCompletionRequest, CompletionRequest, RerankRequest, RewardsRequest, reject
 from service.responses import CHAT, COMPLETION, ResponseShape, response_body, sse_events
@@ -62,8 +61,8 @@ class BodyLimit:
 class Routes:
     """The endpoints, each a few lines; the request path itself is the Reranker's."""
 
-    def __init__(self, config: ServiceConfig, reranker: Reranker):
-        self.config, self.reranker = config, reranker
+    def __init__(self, reranker: Reranker):
+        self.reranker, self.config = reranker, reranker.config
         self.generator, self.catalog = reranker.generator, reranker.catalog
 
     def authorize(self, request: Request) -> None:
@@ -164,8 +163,8 @@ async def count_requests(request: Request, call_next):
     return response
 
 
-def create_api(config: ServiceConfig, reranker: Reranker) -> FastAPI:
-    routes = Routes(config, reranker)
+def create_api(reranker: Reranker) -> FastAPI:
+    routes = Routes(reranker)
     api = FastAPI(title="prune", description="Best-of-N reranking with a style reward model.")
     api.add_exception_handler(APIError, on_api_error)
     api.add_exception_handler(RequestValidationError, on_validation_error)
@@ -179,5 +178,5 @@ def create_api(config: ServiceConfig, reranker: Reranker) -> FastAPI:
     api.get("/healthz")(routes.healthz)
     api.get("/readyz")(routes.readyz)
     api.get("/metrics")(routes.metrics)
-    api.add_middleware(BodyLimit, max_bytes=config.limits.max_body_bytes)
+    api.add_middleware(BodyLimit, max_bytes=reranker.limits.max_body_bytes)
     return api

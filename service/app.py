@@ -230,7 +230,7 @@ class Ingress:
 
         config = parse_config(config_args)
         remote_generator = RemoteGenerator(generator, await generator.info.remote())
-        self.api = create_api(config, Reranker(config, remote_generator, ScorerCatalog(scorer)))
+        self.api = create_api(Reranker(config, remote_generator, ScorerCatalog(scorer)))
 
     def __serve_build_asgi_app__(self):
         return self.api

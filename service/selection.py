@@ -161,6 +161,10 @@ class _Scorer:
             self.task.cancel()
 
 
+def out_of_time(message: str) -> BudgetExhausted:
+    return BudgetExhausted(message, param="latency_budget_ms", code="budget_exhausted")
+
+
 async def best_of_n(
     generator: Generator,
     reward: RewardModel,
@@ -186,10 +190,7 @@ async def best_of_n(
     if not 1 <= n <= best_of:
         raise ValueError(f"need 1 <= n <= best_of, got n={n}, best_of={best_of}")
     if budget.generate_by.remaining() <= 0:  # it waited too long to be started: no candidate for nobody
-        raise BudgetExhausted(
-            "the latency budget ran out before generation could start", param="latency_budget_ms",
-            code="budget_exhausted",
-        )
+        raise out_of_time("the latency budget ran out before generation could start")
     started = time.perf_counter()
     candidates: list[Candidate] = []
     scorer = _Scorer(reward, prompt, fallback)
@@ -214,11 +215,7 @@ async def best_of_n(
         scorer.cancel()  # client gone, a failure or the deadline: no scoring for nobody
         await stream.aclose()
     if not scorer.batches:
-        raise BudgetExhausted(
-            "the latency budget ran out before any candidate produced text",
-            param="latency_budget_ms",
-            code="budget_exhausted",
-        )
+        raise out_of_time("the latency budget ran out before any candidate produced text")
     scored = sorted(scorer.scored, key=lambda sc: sc.candidate.index)
     ranked = sorted(scored, key=lambda sc: (-sc.score, sc.candidate.index))
     return Selection(

@@ -19,11 +19,12 @@ from service import metrics
 from service.budget import Budget
 from service.config import ServiceConfig
 from service.errors import BudgetExhausted, NotFound
+from service.generator import make_generator
 from service.generator.base import Generator
 from service.protocol import RerankRequest, reject
 from service.pruning import PruningPlan
-from service.reward import make_reward_model
-from service.reward.catalog import RewardCatalog
+from service.reward import make_reward_model, make_reward_models
+from service.reward.catalog import RewardCatalog, StaticCatalog
 from service.selection import Selection, best_of_n
 from service.types import Prompt, SamplingSpec
 
@@ -197,10 +198,6 @@ async def local_reranker(config: ServiceConfig) -> Reranker:
     """The whole request path in one process, no Ray: the config's generator and
     reward models, pruning judged by the same models. Benchmarks measure this
     against the service."""
-    from service.generator import make_generator
-    from service.reward import make_reward_models
-    from service.reward.catalog import StaticCatalog
-
     models = make_reward_models(config.reward_models)
     for model in models.values():
         await model.start()

@@ -28,7 +28,7 @@ def url():
         "reward_models": {"fake": {"kind": "fake"}},
         "default_reward_model": "fake",
     })
-    api = create_api(config, asyncio.run(local_reranker(config)))  # fakes bind to no event loop
+    api = create_api(asyncio.run(local_reranker(config)))  # fakes bind to no event loop
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

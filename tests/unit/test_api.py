@@ -34,7 +34,7 @@ def make_client(texts=TEXTS, **overrides):
     catalog = StaticCatalog(rewards, config.default_reward_model)
     generator = FakeGenerator(config.generator, judge=catalog)
     reranker = Reranker(config, generator, catalog)
-    client = TestClient(create_api(config, reranker), raise_server_exceptions=False)
+    client = TestClient(create_api(reranker), raise_server_exceptions=False)
     client.generator, client.rewards, client.reranker = generator, rewards, reranker
     return client
 
