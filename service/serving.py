@@ -183,15 +183,16 @@ def record(plan: RerankPlan, selection: Selection) -> None:
     metrics.CANDIDATES_GENERATED.inc(selection.candidates_generated)
     metrics.CANDIDATES_SCORED.inc(len(selection.scored))
     metrics.COMPLETION_TOKENS.inc(selection.completion_tokens)
+    if selection.stopped_early:
+        metrics.BUDGET_CUTOFFS.inc()
+    if selection.degraded:  # the fallback scored, on its own scale: not the request's model's rewards
+        metrics.DEGRADED.labels(selection.degraded).inc()
+        return
     metrics.CHOSEN_REWARD.labels(name).observe(selection.chosen[0].score)
     for sc in selection.scored:
         metrics.CANDIDATE_REWARD.labels(name).observe(sc.score)
     metrics.REWARD_MARGIN.labels(name).observe(selection.margin)
     metrics.REWARD_UPLIFT.labels(name).observe(selection.uplift)
-    if selection.stopped_early:
-        metrics.BUDGET_CUTOFFS.inc()
-    if selection.degraded:
-        metrics.DEGRADED.labels(selection.degraded).inc()
 
 
 async def local_reranker(config: ServiceConfig) -> Reranker:

@@ -418,6 +418,7 @@ def test_a_stuck_reward_model_degrades_to_the_fallback_within_the_budget():
     client = make_client(texts=SLOPPY_IS_LONGEST)  # fake would pick the sloppy one, slop the plain one
     client.rewards["fake"].config = FakeRewardConfig(seconds_per_call=60)
     before = metric(client, "prune_degraded_total", reason="scorer_slow")
+    chosen_before = metric(client, "prune_chosen_reward_count", reward_model="fake")
     started = time.monotonic()
     r = complete(client, best_of=2, latency_budget_ms=1000)
     elapsed = time.monotonic() - started
@@ -425,4 +426,6 @@ def test_a_stuck_reward_model_degrades_to_the_fallback_within_the_budget():
     body = r.json()
     assert body["reranking"]["degraded"] == "scorer_slow" and body["choices"][0]["text"] == SLOPPY_IS_LONGEST[1]
     assert metric(client, "prune_degraded_total", reason="scorer_slow") == before + 1
+    # The fallback's scores are on another scale: not recorded as the fake model's rewards.
+    assert metric(client, "prune_chosen_reward_count", reward_model="fake") == chosen_before
     assert "degraded" not in complete(make_client()).json()["reranking"]  # only when it happened
