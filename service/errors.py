@@ -36,6 +36,12 @@ class APIError(Exception):
     def __reduce__(self):
         return (_rebuild, (type(self), self.message, self.param, self.code, self.status, self.headers))
 
+    @property
+    def unavailable(self) -> bool:
+        """A part the request relies on failed or is out of reach (502/503): a request
+        that can go on without it (fallback scoring, no pruning) does."""
+        return self.status in (502, 503)
+
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 

@@ -58,7 +58,7 @@ class PruningPlan:
                 reward = (await judge.current()).get(self.reward_model)
                 scores = await reward.score(prompt, [partials[i] for i in order])
             except APIError as exc:
-                if exc.status not in (502, 503):
+                if not exc.unavailable:
                     raise
                 return []  # a judge that is unavailable prunes nobody: the request goes on whole
             # Lowest reward goes first; among equals the later candidate goes first.

@@ -101,7 +101,7 @@ class _Scorer:
             try:
                 scores = await self.reward.score(self.prompt, [c.text for c in self.scoring])
             except APIError as exc:
-                if exc.status not in (502, 503) or self.fallback is None or self.degraded:
+                if not exc.unavailable or self.fallback is None or self.degraded:
                     raise
                 self.degrade("scorer_unavailable")
                 continue
