@@ -75,8 +75,8 @@ class Routes:
 
     async def rerank(self, req: RerankRequest, request: Request, shape: ResponseShape) -> Response:
         self.authorize(request)
-        plan = await self.reranker.plan(req, arrived=request.state.arrived)
-        selection = await self.reranker.run(plan)
+        async with self.reranker.admit(req, arrived=request.state.arrived) as plan:
+            selection = await self.reranker.run(plan)
         body = response_body(shape, self.generator.model_name, plan, selection)
         if req.stream:
             include_usage = bool((req.stream_options or {}).get("include_usage"))

@@ -173,12 +173,19 @@ class DeploymentConfig(Strict):
     num_replicas: int = Field(1, ge=1)
     num_cpus: float = Field(0, ge=0)
     num_gpus: float = Field(0, ge=0)
-    max_ongoing_requests: int = Field(64, ge=1)
+    max_ongoing_requests: int = Field(256, ge=1, description="Calls one replica works on at once.")
+    max_queued_requests: int = Field(
+        256, ge=1, description="Calls waiting for a replica, past which Ray refuses at once (503 + Retry-After): "
+        "every hop's queue is bounded."
+    )
+    backpressure_retry_after_s: int = Field(1, ge=1, description="Retry-After of Ray's refusals when the queue is full.")
 
     def ray_options(self) -> dict[str, Any]:
         return {
             "num_replicas": self.num_replicas,
             "max_ongoing_requests": self.max_ongoing_requests,
+            "max_queued_requests": self.max_queued_requests,
+            "backpressure_config": {"status_code": 503, "retry_after_s": self.backpressure_retry_after_s},
             "ray_actor_options": {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus},
         }
 
@@ -237,6 +244,14 @@ class PruningConfig(Strict):
     _increasing = field_validator("checkpoints")(check_checkpoints)
 
 
+class AdmissionConfig(Strict):
+    """Deadline-aware admission (service/admission.py): a request that cannot be
+    answered by its deadline with at least its floor of candidates, given the load
+    already taken on, is refused at once with 503 and a predicted Retry-After."""
+
+    enabled: bool = True
+
+
 def default_reward_models() -> dict[str, Any]:
     return {
         "slop": SlopRewardConfig(),
@@ -281,6 +296,7 @@ class ServiceConfig(Strict):
     default_reward_model: str = "style"
     limits: Limits = Field(default_factory=Limits)
     pruning: PruningConfig = Field(default_factory=PruningConfig)
+    admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
     api_keys: list[str] = Field(
         default_factory=list, description="Accepted bearer tokens; empty means no authentication."
     )

@@ -67,6 +67,10 @@ QUEUE_WAIT = Histogram(
 )
 BUDGET_EXHAUSTED = Counter("prune_budget_exhausted", "Requests answered 504: no text within the budget.")
 BUDGET_CUTOFFS = Counter("prune_budget_cutoffs", "Requests whose latency budget cut candidates short.")
+REFUSED = Counter(
+    "prune_refused", "Requests refused before any work, with Retry-After; reason: capacity (503), "
+    "caller_concurrency or caller_tokens (429).", ["reason"]
+)
 DEGRADED = Counter(
     "prune_degraded", "Requests scored by the fallback reward; reason: scorer_unavailable or scorer_slow.", ["reason"]
 )

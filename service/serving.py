@@ -1,7 +1,7 @@
 """The request path as one object: a `Reranker` plans a request, then runs it.
 
-    plan = await reranker.plan(request, arrived)   # checks, defaults, budget: a frozen RerankPlan
-    selection = await reranker.run(plan)           # best-of-N within the budget, metrics recorded
+    async with reranker.admit(request, arrived) as plan:   # checks, budget, admission: a frozen RerankPlan
+        selection = await reranker.run(plan)               # best-of-N within the budget, metrics recorded
 
 The HTTP routes, the benchmarks and the tests all go through these two calls, so
 what is measured is what is served. The Reranker knows nothing about Ray or
@@ -11,11 +11,13 @@ deployment handles; in one process, the models themselves).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, replace
-from typing import Iterable
+from typing import AsyncIterator, Iterable
 
 from service import metrics
+from service.admission import Capacity
 from service.budget import Budget
 from service.config import ServiceConfig
 from service.errors import BudgetExhausted, NotFound
@@ -64,6 +66,8 @@ class RerankPlan:
     budget: Budget
     pruning: PruningPlan | None
     return_candidates: bool = False
+    floor: int = 1  # fewest candidates adaptive best_of and admission may leave it
+    concurrency: int = 0  # candidates admitted at once, this request's included, when it was taken on
 
     @property
     def max_tokens(self) -> int:
@@ -81,6 +85,7 @@ class Reranker:
         self.config, self.limits = config, config.limits
         self.generator, self.catalog = generator, catalog
         self.scoring_cost = scoring_cost or ScoringCost()
+        self.capacity = Capacity(config.admission, saturation_candidates=config.limits.saturation_candidates)
         # Local to this process: it must work when the scorer deployment does not.
         self.fallback = make_reward_model(config.fallback_reward) if config.fallback_reward else None
 
@@ -118,7 +123,20 @@ class Reranker:
             budget=budget,
             pruning=self.pruning_plan(request, effective, reward_model),
             return_candidates=request.return_candidates,
+            floor=self.floor(request.n),
         )
+
+    @contextlib.asynccontextmanager
+    async def admit(self, request: RerankRequest, arrived: float | None = None) -> AsyncIterator[RerankPlan]:
+        """Plan the request and take it on for the duration of the block, or refuse it
+        at once (503 + Retry-After) when it cannot be answered by its deadline."""
+        plan = await self.plan(request, arrived)
+        engine_load = await self.generator.load()
+        with self.capacity.reserve(plan, engine_load) as admitted:  # nothing awaited between the decision and here
+            yield admitted
+
+    def floor(self, n: int) -> int:
+        return max(self.limits.best_of_floor, self.limits.min_candidates, n)
 
     async def effective_best_of(self, best_of: int, n: int) -> int:
         """Fewer candidates when the generator is saturated, so budgets still hold."""
@@ -129,8 +147,7 @@ class Reranker:
         if room >= best_of:
             return best_of
         metrics.ADAPTIVE_REDUCTIONS.inc()
-        floor = max(limits.best_of_floor, limits.min_candidates, n)
-        return min(best_of, max(floor, room))
+        return min(best_of, max(self.floor(n), room))
 
     def pruning_plan(self, request: RerankRequest, best_of: int, reward_model: str) -> PruningPlan | None:
         """The request's pruning schedule: its own, the configured one, or none."""
@@ -165,6 +182,7 @@ class Reranker:
             metrics.BUDGET_CUTOFFS.inc()
             raise
         self.scoring_cost.observe(plan.reward_model, selection.score_calls)
+        self.capacity.observe(plan, selection)
         record(plan, selection)
         return selection
 

@@ -299,6 +299,31 @@ def test_rewards_endpoint_errors(client, body, status, param):
     assert r.json()["error"]["param"] == param
 
 
+def test_a_request_that_cannot_meet_its_deadline_under_load_is_refused_at_once_with_retry_after():
+    import time
+
+    from service.admission import Admitted
+
+    client = make_client(generator={"seconds_per_token": 0.001})
+    capacity = client.reranker.capacity
+    capacity.speed.observe(2, 20.0)  # measured: 20 tokens/s per candidate at 2 at once, 40 in total
+    body = {"best_of": 2, "max_tokens": 100, "latency_budget_ms": 10_000}
+    assert complete(client, **body).status_code == 200  # idle: 5 s predicted, inside 10 s (the fake is faster)
+    capacity.speed.by_level = {2: 20.0}  # what the fake taught is not what this test is about
+    others = Admitted(candidates=14, expected_end=time.time() + 6)  # other requests' candidates, done in 6 s
+    capacity.admitted.append(others)
+    before = metric(client, "prune_refused_total", reason="capacity")
+    started = time.monotonic()
+    r = complete(client, **body)
+    assert time.monotonic() - started < 1.0
+    assert r.status_code == 503, r.text
+    assert r.json()["error"]["code"] == "capacity" and r.json()["error"]["type"] == "server_error"
+    assert r.headers["Retry-After"] == "6"
+    assert metric(client, "prune_refused_total", reason="capacity") == before + 1
+    capacity.admitted.remove(others)  # the others done: taken on again
+    assert complete(client, **body).status_code == 200
+
+
 def test_metrics_show_only_prunes_own_families(client):
     from prometheus_client import Counter
 
