@@ -1,7 +1,8 @@
 """The Ray Serve application with the fake generator and reward, over real HTTP.
 
 Starts the service once for this module through the real launcher, with two
-ingress replicas so that metrics must be merged across processes.
+ingress replicas (metrics must be merged across processes) and two generator
+replicas (one may die while the other serves).
 """
 
 import json
@@ -34,6 +35,11 @@ def service(tmp_path_factory):
                     "reward_models": {"fake": {"kind": "fake"}, "slop": {"kind": "slop"}},
                     "default_reward_model": "fake",
                     "ingress": {"num_replicas": 2},
+                    "generator_deployment": {"num_replicas": 2},
+                    # The fake's time is fixed delays, not tokens shared by candidates, so
+                    # what admission learns from it would refuse at random here; admission
+                    # has its own tests (tests/unit/test_admission.py) and the chaos harness.
+                    "admission": {"enabled": False},
                     "metrics_dir": str(tmp / "metrics"),
                 },
             }
@@ -149,40 +155,65 @@ def test_a_killed_scorer_replica_degrades_scoring_within_the_budget(service):
     print(f"scorer killed: answered in {elapsed:.2f} s, degraded ({r.json()['reranking']['degraded']})")
 
 
-def test_a_killed_generator_replica_is_a_503_with_retry_after_and_the_service_recovers(service):
-    # Last in this module: it kills the generator replica (Ray starts another).
+def test_a_killed_generator_replica_is_a_503_with_retry_after_and_the_other_replica_serves(service):
+    # Last but one in this module: it kills a generator replica (Ray starts another).
     import concurrent.futures
     import os
     import signal
 
     replicas = replica_processes(service, "generator")
-    assert len(replicas) == 1
+    assert len(replicas) == 2
     body = {"model": "fake-model", "prompt": "Hi", "best_of": 4, "latency_budget_ms": 20000}
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        # Candidate 3 starts after 5 s (candidate_delays_s): requests that reached the
-        # replica are in flight from about 0.1 s to 5.6 s; it dies at 2.5 s.
-        in_flight = [pool.submit(post, service, "/v1/completions", body) for _ in range(4)]
+    quick = {"model": "fake-model", "prompt": "Hi", "best_of": 2, "latency_budget_ms": 5000}
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        # Candidate 3 starts after 5 s (candidate_delays_s): requests that reached a
+        # replica are in flight from about 0.1 s to 5.6 s; one replica dies at 2.5 s.
+        in_flight = [pool.submit(post, service, "/v1/completions", body) for _ in range(6)]
         time.sleep(2.5)
         os.kill(replicas[0].pid, signal.SIGKILL)
         killed = time.monotonic()
+        time.sleep(0.5)  # Ray's routers learn of the death; new requests go to the live replica
+        after = [post(service, "/v1/completions", quick) for _ in range(6)]
         answers = [f.result() for f in in_flight]
-    print(f"requests in flight when the generator replica died: {[r.status_code for r in answers]}")
-    # A request the dead replica was working on: 503 + Retry-After; one that had not
-    # reached it yet is served by the replacement (200, or 504 if that took its budget). Never a 500.
-    assert {r.status_code for r in answers} <= {200, 503, 504}, [r.text for r in answers]
+    print(f"in flight when a generator replica died: {[r.status_code for r in answers]}; "
+          f"sent after: {[r.status_code for r in after]}")
+    # A request the dead replica was working on: 503 + Retry-After; one on the live
+    # replica: 200. Never a 500.
+    assert {r.status_code for r in answers} <= {200, 503}, [r.text for r in answers]
     refused = [r for r in answers if r.status_code == 503]
-    assert refused, "no request was in flight on the replica when it died"
+    assert refused and len(refused) < len(answers), "the two replicas should both have had requests"
     for r in refused:
         assert r.json()["error"]["code"] == "replica_unavailable" and int(r.headers["Retry-After"]) >= 1
-    while time.monotonic() - killed < 120:
-        try:
-            again = httpx.post(f"{service.url}/v1/completions", timeout=10,
-                               json={"model": "fake-model", "prompt": "Hi", "best_of": 1, "latency_budget_ms": 5000})
-            if again.status_code == 200:
-                break
-            assert again.status_code in (503, 504), again.text  # refused or out of time while replaced: never a 500
-        except httpx.TimeoutException:
-            pass
+    assert [r.status_code for r in after] == [200] * 6, [r.text for r in after]
+    while len(replica_processes(service, "generator")) < 2 and time.monotonic() - killed < 120:
         time.sleep(0.5)
-    print(f"answering again {time.monotonic() - killed:.1f} s after the generator replica was killed")
-    assert again.status_code == 200
+    print(f"two generator replicas again {time.monotonic() - killed:.1f} s after the kill")
+
+
+def test_a_killed_ingress_replica_leaves_the_other_serving(service):
+    # Last in this module: it kills an ingress replica.
+    import concurrent.futures
+    import os
+    import signal
+
+    replicas = replica_processes(service, "ingress")
+    assert len(replicas) == 2
+    slow = {"model": "fake-model", "prompt": "Hi", "best_of": 4, "latency_budget_ms": 20000}
+    quick = {"model": "fake-model", "prompt": "Hi", "best_of": 2, "latency_budget_ms": 5000}
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        in_flight = [pool.submit(post, service, "/v1/completions", slow) for _ in range(6)]
+        time.sleep(2.5)
+        os.kill(replicas[0].pid, signal.SIGKILL)
+        killed = time.monotonic()
+        answers = []
+        while time.monotonic() - killed < 10:
+            answers.append(post(service, "/v1/completions", quick).status_code)
+        dropped = [f.result() for f in in_flight]
+    print(f"in flight when an ingress replica died: {[r.status_code for r in dropped]}; after: {answers}")
+    # Requests the dead replica held are lost with it: Ray's proxy answers them 500
+    # (plain text; prune cannot change what Ray's proxy says, and clients retry).
+    # The rest, and everything sent after, are served by the live replica.
+    assert {r.status_code for r in dropped} <= {200, 500}
+    assert any(r.status_code == 200 for r in dropped)
+    assert set(answers) <= {200, 503}
+    assert answers.count(200) >= 0.9 * len(answers)
