@@ -14,9 +14,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException
 
 from service import metrics
-from service.errors import APIError, InternalError, PayloadTooLarge, Unauthorized
+from service.errors import APIError, InternalError, NotFound, PayloadTooLarge, Unauthorized
 from service.protocol import ChatCompletionRequest, CompletionRequest, RerankRequest, RewardsRequest, reject
 from service.responses import CHAT, COMPLETION, ResponseShape, response_body, sse_events
 from service.serving import Reranker
@@ -144,6 +145,12 @@ async def on_validation_error(request: Request, exc: RequestValidationError) -> 
     return error_response(reject(param, f"{param}: {message}" if param else message))
 
 
+async def on_http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    """Starlette's own errors (unknown path, wrong method, a body it cannot read) in the same envelope."""
+    kind = NotFound if exc.status_code == 404 else APIError
+    return error_response(kind(str(exc.detail), status=exc.status_code, headers=exc.headers))
+
+
 async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     # Logged with its type and trace for operators; the client learns nothing internal.
     log.error("unhandled error on %s: %s", request.url.path, type(exc).__name__, exc_info=exc)
@@ -168,6 +175,7 @@ def create_api(reranker: Reranker) -> FastAPI:
     api = FastAPI(title="prune", description="Best-of-N reranking with a style reward model.")
     api.add_exception_handler(APIError, on_api_error)
     api.add_exception_handler(RequestValidationError, on_validation_error)
+    api.add_exception_handler(HTTPException, on_http_error)
     api.add_exception_handler(Exception, on_unexpected)
     api.middleware("http")(count_requests)
     api.post("/v1/completions")(routes.completions)
