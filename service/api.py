@@ -6,7 +6,6 @@ adapters to deployment handles, tests over fakes directly.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from typing import Any
@@ -17,7 +16,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
 from service import metrics
-from service.errors import APIError, InternalError, NotFound, PayloadTooLarge, Unauthorized
+from service.callers import identify, resolve_keys
+from service.errors import APIError, InternalError, NotFound, PayloadTooLarge
 from service.protocol import ChatCompletionRequest, CompletionRequest, RerankRequest, RewardsRequest, reject
 from service.responses import CHAT, COMPLETION, ResponseShape, response_body, sse_events
 from service.serving import Reranker
@@ -65,18 +65,16 @@ class Routes:
     def __init__(self, reranker: Reranker):
         self.reranker, self.config = reranker, reranker.config
         self.generator, self.catalog = reranker.generator, reranker.catalog
+        # Read here, in the ingress replica, where the environment and secret files are.
+        self.keys = resolve_keys(self.config.callers, self.config.api_keys)
 
-    def authorize(self, request: Request) -> None:
-        if not self.config.api_keys:
-            return
-        header = request.headers.get("authorization", "")
-        token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
-        if not any(hmac.compare_digest(token, key) for key in self.config.api_keys):
-            raise Unauthorized("missing or invalid API key", code="invalid_api_key")
+    def authorize(self, request: Request) -> str | None:
+        """The caller's name (None without authentication); a 401 for a bad key."""
+        return identify(self.keys, request.headers.get("authorization", ""))
 
     async def rerank(self, req: RerankRequest, request: Request, shape: ResponseShape) -> Response:
-        self.authorize(request)
-        async with self.reranker.admit(req, arrived=request.state.arrived) as plan:
+        caller = self.authorize(request)
+        async with self.reranker.admit(req, arrived=request.state.arrived, caller=caller) as plan:
             selection = await self.reranker.run(plan)
         body = response_body(shape, self.generator.model_name, plan, selection)
         if req.stream:

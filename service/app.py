@@ -18,7 +18,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
 
 from ray import serve
 from ray.exceptions import NodeDiedError, RayActorError
@@ -26,6 +26,7 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, 
 from ray.serve.handle import DeploymentHandle
 
 from service import metrics
+from service.callers import CallerLedger, CallerLimits, LedgerHandle, limits_of
 from service.config import GeneratorConfig, ScorerConfig, ServiceConfig, cache_dir, parse_config, parse_rewards
 from service.errors import APIError, NotFound, Overloaded, find_api_error, find_cause
 from service.generator import Generator, make_generator
@@ -153,6 +154,51 @@ class ScorerServer:
         return results
 
 
+class Probe:
+    """A deployment's liveness and latest reading, refreshed in the background so
+    that no request waits on it.
+
+    A call to a deployment whose only replica died does not fail: Ray holds it
+    until a replacement is up, which would spend the caller's whole budget. The
+    probe reads the deployment every `every_s`; a read that fails or takes longer
+    than `timeout_s` marks it down, so requests are refused (or scored by the
+    fallback) at once until a read succeeds again.
+    """
+
+    def __init__(self, read: Callable[[], Awaitable[Any]], value: Any = None, every_s: float = 0.2,
+                 timeout_s: float = 1.0):
+        self.read, self.value, self.every_s, self.timeout_s = read, value, every_s, timeout_s
+        self.down = False
+        self.read_at = time.monotonic()
+        self.task: asyncio.Task | None = None
+
+    def poll(self) -> None:
+        """Start a read if the last one is stale and none is running (sooner while down)."""
+        every_s = min(self.every_s, 0.5) if self.down else self.every_s
+        if self.task is None and time.monotonic() - self.read_at > every_s:
+            self.task = asyncio.get_running_loop().create_task(self.refresh())
+
+    async def refresh(self) -> None:
+        try:
+            self.value = await asyncio.wait_for(self.read(), self.timeout_s)
+            self.down = False
+        except Exception as exc:  # timed out, unavailable, or failing: down until a read succeeds
+            if not self.down:
+                log.warning("%s: down (%s)", getattr(self.read, "__qualname__", "probe"), type(exc).__name__)
+            self.down = True
+        finally:
+            self.read_at, self.task = time.monotonic(), None
+
+    def mark_down(self) -> None:
+        """A call failed for want of a replica: down until the next read succeeds."""
+        self.down = True
+
+
+def unavailable(part: str) -> Overloaded:
+    return Overloaded(f"the {part} is unavailable (a replica is being replaced); retry shortly",
+                      code="replica_unavailable", headers={"Retry-After": str(REPLICA_RETRY_AFTER_S)})
+
+
 class RemoteGenerator(Generator):
     """The Generator interface over a handle to the generator deployment."""
 
@@ -160,9 +206,16 @@ class RemoteGenerator(Generator):
         self.handle = handle
         self.model_name = info["model_name"]
         self.max_model_len = info["max_model_len"]
-        self.last_load, self.load_read_at = 0, 0.0
+        # The running candidates, read at most every 0.2 s: a hot path should not add a round trip.
+        self.probe = Probe(self.read_load, value=0)
+
+    async def read_load(self) -> int:
+        with unwrapping_ray_errors():
+            return await self.handle.load.remote()
 
     async def generate(self, prompt, sampling, n, deadline, pruning=None) -> AsyncIterator[Candidate]:
+        if self.probe.down:
+            raise unavailable("generator")
         stream = self.handle.options(stream=True).generate.remote(prompt, sampling, n, deadline, pruning)
         try:
             with unwrapping_ray_errors():
@@ -177,60 +230,80 @@ class RemoteGenerator(Generator):
             await self.handle.check_ready.remote()
 
     async def load(self) -> int:
-        # Read at most every 0.2 s: a hot path should not add a round trip per request.
-        if time.monotonic() - self.load_read_at > 0.2:
-            with unwrapping_ray_errors():
-                self.last_load = await self.handle.load.remote()
-            self.load_read_at = time.monotonic()
-        return self.last_load
+        """The last reading (admission calls this first: a dead generator is a 503 at once)."""
+        self.probe.poll()
+        if self.probe.down:
+            raise unavailable("generator")
+        return self.probe.value
 
 
 class ScorerCatalog:
-    """The scorer's current reward models, re-read at most every `ttl_s` seconds.
+    """The scorer's current reward models, re-read in the background every `ttl_s`.
 
     While the scorer cannot answer (a replica being replaced), the last set read
-    stays in use, so requests go on to be scored by the fallback reward rather
-    than failing here; the first read has nothing to fall back on.
+    stays listed and its models refuse at once (503), so requests are scored by
+    the fallback reward rather than waiting for the replacement; the first read
+    has nothing to fall back on and is awaited.
     """
 
     def __init__(self, handle: DeploymentHandle, ttl_s: float = 2.0, read_timeout_s: float = 1.0):
-        self.handle, self.ttl_s, self.read_timeout_s = handle, ttl_s, read_timeout_s
+        self.handle = handle
+        self.probe = Probe(self.read_info, every_s=ttl_s, timeout_s=read_timeout_s)
         self.cached: RewardSet | None = None
-        self.read_at = 0.0
+        self.cached_from: dict | None = None
+
+    async def read_info(self) -> dict:
+        with unwrapping_ray_errors():
+            return await self.handle.info.remote()
+
+    @property
+    def down(self) -> bool:
+        return self.probe.down
 
     async def current(self) -> RewardSet:
-        if self.cached is None or time.monotonic() - self.read_at > self.ttl_s:
-            try:
-                with unwrapping_ray_errors():
-                    info = await asyncio.wait_for(self.handle.info.remote(), self.read_timeout_s)
-            except (Overloaded, TimeoutError):
-                if self.cached is None:
-                    raise
-                self.read_at = time.monotonic()  # try again after another ttl_s
-                return self.cached
-            models = {name: ScorerHandleReward(self.handle, name, kind) for name, kind in info["kinds"].items()}
-            self.cached, self.read_at = RewardSet(models, info["default"]), time.monotonic()
+        if self.probe.value is None:
+            await self.probe.refresh()
+            if self.probe.value is None:
+                raise unavailable("scorer")
+        else:
+            self.probe.poll()
+        info = self.probe.value
+        if info != self.cached_from:
+            models = {name: ScorerHandleReward(self, name, kind) for name, kind in info["kinds"].items()}
+            self.cached, self.cached_from = RewardSet(models, info["default"]), info
         return self.cached
 
 
 class ScorerHandleReward(RewardModel):
     """One configured reward model, scored by the scorer deployment."""
 
-    def __init__(self, handle: DeploymentHandle, name: str, kind: str):
-        self.handle, self.name, self.kind = handle, name, kind
+    def __init__(self, catalog: ScorerCatalog, name: str, kind: str):
+        self.catalog, self.name, self.kind = catalog, name, kind
 
     async def score(self, prompt: Prompt, completions: Sequence[str]) -> Scores:
-        with unwrapping_ray_errors():
-            return await self.handle.score.remote(ScoreJob(self.name, prompt, tuple(completions)))
+        if self.catalog.down:
+            raise unavailable("scorer")
+        try:
+            with unwrapping_ray_errors():
+                return await self.catalog.handle.score.remote(ScoreJob(self.name, prompt, tuple(completions)))
+        except Overloaded as exc:
+            if exc.code == "replica_unavailable":  # later requests go straight to the fallback
+                self.catalog.probe.mark_down()
+            raise
 
 
 class Ingress:
-    async def __init__(self, config_args: dict, generator: DeploymentHandle, scorer: DeploymentHandle):
+    async def __init__(
+        self, config_args: dict, generator: DeploymentHandle, scorer: DeploymentHandle, ledger: DeploymentHandle
+    ):
         from service.api import create_api
 
         config = parse_config(config_args)
         remote_generator = RemoteGenerator(generator, await generator.info.remote())
-        self.api = create_api(Reranker(config, remote_generator, ScorerCatalog(scorer)))
+        # One ledger for every ingress replica: per-replica counters would multiply each caller's limits.
+        limited = set(limits_of(config.callers))
+        callers = CallerLimits(LedgerHandle(ledger, unwrap=unwrapping_ray_errors), limited=limited)
+        self.api = create_api(Reranker(config, remote_generator, ScorerCatalog(scorer), callers=callers))
 
     def __serve_build_asgi_app__(self):
         return self.api
@@ -265,5 +338,12 @@ def build_app(args: dict[str, Any]) -> serve.Application:
         .options(**options(config.generator_deployment), health_check_period_s=10)
         .bind(config.generator, scorer)
     )
+    # Small, and its state must be one: exactly one replica, never autoscaled.
+    ledger = (
+        serve.deployment(CallerLedger, name="callers")
+        .options(num_replicas=1, max_ongoing_requests=1000, max_queued_requests=1000,
+                 ray_actor_options={"num_cpus": 0, "runtime_env": env})
+        .bind(limits_of(config.callers))
+    )
     ingress = serve.deployment(serve.ingress()(Ingress), name="ingress").options(**options(config.ingress))
-    return ingress.bind(config.model_dump(mode="json"), generator, scorer)
+    return ingress.bind(config.model_dump(mode="json"), generator, scorer, ledger)

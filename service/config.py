@@ -252,6 +252,39 @@ class AdmissionConfig(Strict):
     enabled: bool = True
 
 
+class CallerConfig(Strict):
+    """A named API key (from an environment variable, a file or plaintext) and its limits."""
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="Shown in logs and metrics instead of the key; letters, digits, '.', '_', '-'.",
+    )
+    key: str | None = Field(None, min_length=1, repr=False, description="The key in plaintext (discouraged).")
+    key_env: str | None = Field(None, min_length=1, description="Environment variable holding the key.")
+    key_file: str | None = Field(None, min_length=1, description="File holding the key, e.g. a secret mount.")
+    max_concurrent: int | None = Field(None, ge=1, description="Requests in flight at once; null: unlimited.")
+    tokens_per_minute: int | None = Field(
+        None, ge=1, description="Tokens a request may use at most (prompt + best_of × max_tokens) are "
+        "reserved from a bucket of this size refilled over a minute; unused ones come back. Null: unlimited."
+    )
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> "CallerConfig":
+        given = [f for f in ("key", "key_env", "key_file") if getattr(self, f) is not None]
+        if len(given) != 1:
+            raise ValueError(f"caller {self.name!r}: give exactly one of key, key_env, key_file (got {len(given)})")
+        return self
+
+
+def check_callers(callers: list[CallerConfig]) -> None:
+    """Names are unique (a ServiceConfig validator may call this: it raises ValueError)."""
+    seen: set[str] = set()
+    for caller in callers:
+        if caller.name in seen:
+            raise ValueError(f"callers: name {caller.name!r} is used twice")
+        seen.add(caller.name)
+
+
 def default_reward_models() -> dict[str, Any]:
     return {
         "slop": SlopRewardConfig(),
@@ -298,7 +331,12 @@ class ServiceConfig(Strict):
     pruning: PruningConfig = Field(default_factory=PruningConfig)
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
     api_keys: list[str] = Field(
-        default_factory=list, description="Accepted bearer tokens; empty means no authentication."
+        default_factory=list, description="Accepted bearer tokens without limits (plaintext); with `callers`, "
+        "both are accepted; none of either: no authentication."
+    )
+    callers: list[CallerConfig] = Field(
+        default_factory=list, description="Named API keys read from the environment or a file, each with "
+        "optional limits (requests in flight, tokens per minute) shared by every ingress replica."
     )
     ingress: DeploymentConfig = Field(default_factory=DeploymentConfig)
     generator_deployment: DeploymentConfig = Field(default_factory=DeploymentConfig)
@@ -315,6 +353,7 @@ class ServiceConfig(Strict):
     @model_validator(mode="after")
     def _default_reward_is_configured(self) -> "ServiceConfig":
         check_reward_models(self.reward_models, self.default_reward_model)
+        check_callers(self.callers)
         if isinstance(self.fallback_reward, EnsembleRewardConfig):
             raise ValueError("fallback_reward: an ensemble needs its members; give a single kind, e.g. {kind: slop}")
         return self

@@ -19,6 +19,7 @@ from typing import AsyncIterator, Iterable
 from service import metrics
 from service.admission import Capacity
 from service.budget import Budget
+from service.callers import CallerLedger, CallerLimits, Lease, TooManyRequests, limits_of
 from service.config import ServiceConfig
 from service.errors import BudgetExhausted, NotFound
 from service.generator import make_generator
@@ -68,10 +69,21 @@ class RerankPlan:
     return_candidates: bool = False
     floor: int = 1  # fewest candidates adaptive best_of and admission may leave it
     concurrency: int = 0  # candidates admitted at once, this request's included, when it was taken on
+    lease: Lease | None = None  # the caller's hold on its limits: run() reports the tokens used to it
 
     @property
     def max_tokens(self) -> int:
         return self.sampling.max_tokens
+
+    @property
+    def token_allowance(self) -> int:
+        """The most tokens the request may use, prompt included (about 4 characters a
+        token: the prompt is tokenized only in the generator), for caller limits."""
+        return self.prompt.characters // 4 + 1 + self.best_of * self.max_tokens
+
+
+# The caller's limit a 429 was about, as counted in prune_refused_total{reason}.
+CALLER_REFUSALS = {"concurrency_limit": "caller_concurrency", "tokens_per_minute": "caller_tokens"}
 
 
 class Reranker:
@@ -81,11 +93,14 @@ class Reranker:
         generator: Generator,
         catalog: RewardCatalog,
         scoring_cost: ScoringCost | None = None,
+        callers: CallerLimits | None = None,
     ):
         self.config, self.limits = config, config.limits
         self.generator, self.catalog = generator, catalog
         self.scoring_cost = scoring_cost or ScoringCost()
         self.capacity = Capacity(config.admission, saturation_candidates=config.limits.saturation_candidates)
+        # Caller limits: the books are this process's unless shared ones are given (the Ray app's ledger).
+        self.callers = callers or CallerLimits(CallerLedger(limits_of(config.callers)))
         # Local to this process: it must work when the scorer deployment does not.
         self.fallback = make_reward_model(config.fallback_reward) if config.fallback_reward else None
 
@@ -127,13 +142,23 @@ class Reranker:
         )
 
     @contextlib.asynccontextmanager
-    async def admit(self, request: RerankRequest, arrived: float | None = None) -> AsyncIterator[RerankPlan]:
+    async def admit(
+        self, request: RerankRequest, arrived: float | None = None, caller: str | None = None
+    ) -> AsyncIterator[RerankPlan]:
         """Plan the request and take it on for the duration of the block, or refuse it
-        at once (503 + Retry-After) when it cannot be answered by its deadline."""
+        at once: 429 + Retry-After past the caller's own limits, 503 + Retry-After when
+        it cannot be answered by its deadline."""
         plan = await self.plan(request, arrived)
-        engine_load = await self.generator.load()
-        with self.capacity.reserve(plan, engine_load) as admitted:  # nothing awaited between the decision and here
-            yield admitted
+        try:
+            async with self.callers.hold(caller, plan.token_allowance, plan.budget.answer_by.at) as lease:
+                lease.used(0)  # refused for capacity: every token comes back to the caller
+                engine_load = await self.generator.load()
+                with self.capacity.reserve(plan, engine_load) as admitted:  # nothing awaited since the decision
+                    lease.used(None)  # all of them unless run() reports what was used
+                    yield replace(admitted, lease=lease)
+        except TooManyRequests as refused:
+            metrics.REFUSED.labels(CALLER_REFUSALS.get(refused.code, "caller")).inc()
+            raise
 
     def floor(self, n: int) -> int:
         return max(self.limits.best_of_floor, self.limits.min_candidates, n)
@@ -181,6 +206,8 @@ class Reranker:
             metrics.BUDGET_EXHAUSTED.inc()
             metrics.BUDGET_CUTOFFS.inc()
             raise
+        if plan.lease is not None:
+            plan.lease.used(selection.prompt_tokens + selection.completion_tokens)
         self.scoring_cost.observe(plan.reward_model, selection.score_calls)
         self.capacity.observe(plan, selection)
         record(plan, selection)

@@ -21,6 +21,10 @@ class Prompt:
         if (self.text is None) == (self.messages is None):
             raise ValueError("a Prompt has either text or messages")
 
+    @property
+    def characters(self) -> int:
+        return len(self.text) if self.text is not None else sum(len(str(m.get("content", ""))) for m in self.messages)
+
     def last_user_text(self) -> str:
         """What the user asked: the prompt text or the last user message."""
         if self.text is not None:

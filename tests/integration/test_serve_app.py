@@ -6,6 +6,7 @@ replicas (one may die while the other serves).
 """
 
 import json
+import os
 import time
 
 import httpx
@@ -16,6 +17,8 @@ from tests.metrics_text import sample
 from tests.service_process import ServiceProcess
 
 TEXTS = ["A short one.", "The longest candidate of them all.", "A medium candidate."]
+KEY = {"Authorization": "Bearer plain-key"}  # a key without limits, for every test
+LIMITED = {"Authorization": "Bearer limited-key"}  # read by the ingress replicas from their environment
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +43,8 @@ def service(tmp_path_factory):
                     # what admission learns from it would refuse at random here; admission
                     # has its own tests (tests/unit/test_admission.py) and the chaos harness.
                     "admission": {"enabled": False},
+                    "api_keys": ["plain-key"],
+                    "callers": [{"name": "limited", "key_env": "PRUNE_TEST_LIMITED_KEY", "max_concurrent": 2}],
                     "metrics_dir": str(tmp / "metrics"),
                 },
             }
@@ -47,6 +52,7 @@ def service(tmp_path_factory):
     }
     path = tmp / "fake.yaml"
     path.write_text(yaml.safe_dump(config))
+    os.environ["PRUNE_TEST_LIMITED_KEY"] = "limited-key"  # the service process inherits it
     proc = ServiceProcess(path, tmp / "service.log", ready_timeout_s=180)
     yield proc
     code, strays = proc.stop()
@@ -54,8 +60,8 @@ def service(tmp_path_factory):
     assert strays == [], "processes left behind after Ctrl-C"
 
 
-def post(service, path, body):
-    return httpx.post(f"{service.url}{path}", json=body, timeout=30)
+def post(service, path, body, headers=KEY):
+    return httpx.post(f"{service.url}{path}", json=body, timeout=30, headers=headers)
 
 
 def test_completion_through_ray_serve(service):
@@ -97,7 +103,7 @@ def test_unknown_reward_model_is_a_404(service):
 
 
 def test_concurrent_requests_all_succeed_and_metrics_cover_every_replica(service):
-    with httpx.Client(timeout=30) as client:
+    with httpx.Client(timeout=30, headers=KEY) as client:
         before = _count(client.get(f"{service.url}/metrics").text)
         import concurrent.futures
 
@@ -124,12 +130,29 @@ def test_a_client_that_hangs_up_gets_its_candidates_aborted(service):
     # Candidate 3 starts after 5 s (candidate_delays_s), the others finish in 0.6 s;
     # the client gives up after 1 s.
     with pytest.raises(httpx.TimeoutException):
-        httpx.post(f"{service.url}/v1/completions", json={"model": "fake-model", "prompt": "Hi", "best_of": 4},
+        httpx.post(f"{service.url}/v1/completions", headers=KEY,
+                   json={"model": "fake-model", "prompt": "Hi", "best_of": 4},
                    timeout=1.0)
     give_up = time.monotonic() + 10
     while aborted() < before + 1 and time.monotonic() < give_up:
         time.sleep(0.2)
     assert aborted() == before + 1
+
+
+def test_a_callers_limit_holds_across_ingress_replicas(service):
+    import concurrent.futures
+
+    slow = {"model": "fake-model", "prompt": "Hi", "best_of": 4, "latency_budget_ms": 20000}  # ~5.6 s each
+    assert post(service, "/v1/completions", slow, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    with concurrent.futures.ThreadPoolExecutor(5) as pool:
+        answers = list(pool.map(lambda _: post(service, "/v1/completions", slow, headers=LIMITED), range(5)))
+    codes = sorted(r.status_code for r in answers)
+    print(f"five at once from a caller allowed two, over two ingress replicas: {codes}")
+    # Two ingress replicas with their own counters would let up to four through.
+    assert codes == [200, 200, 429, 429, 429], [r.text for r in answers]
+    for r in answers:
+        if r.status_code == 429:
+            assert r.json()["error"]["code"] == "concurrency_limit" and int(r.headers["Retry-After"]) >= 1
 
 
 def replica_processes(service, deployment: str):

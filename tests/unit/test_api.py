@@ -1,6 +1,7 @@
 """The HTTP API over the fake generator and reward, without Ray."""
 
 import json
+import time
 
 import openai
 import pytest
@@ -168,6 +169,34 @@ def test_api_keys_are_enforced_when_configured():
     assert complete(client).json()["error"]["type"] == "authentication_error"
     r = client.post("/v1/completions", json={"model": "fake-model", "prompt": "x"}, headers={"Authorization": "Bearer sekret"})
     assert r.status_code == 200
+
+
+def test_callers_keys_come_from_the_environment_and_their_limits_answer_429_with_retry_after(monkeypatch):
+    import threading
+
+    monkeypatch.setenv("PRUNE_TEST_KEY", "from-env")
+    client = make_client(callers=[{"name": "team-a", "key_env": "PRUNE_TEST_KEY", "max_concurrent": 1,
+                                   "tokens_per_minute": 600}],
+                         generator={"candidate_delays_s": [0.5]})
+    auth = {"Authorization": "Bearer from-env"}
+    body = {"model": "fake-model", "prompt": "Hi", "best_of": 2, "max_tokens": 100, "latency_budget_ms": 5000}
+    assert client.post("/v1/completions", json=body).status_code == 401
+    # Holding the only slot: a second request is refused at once, told to retry when the first's deadline passes.
+    first = threading.Thread(target=lambda: client.post("/v1/completions", json=body, headers=auth))
+    first.start()
+    time.sleep(0.2)
+    before = metric(client, "prune_refused_total", reason="caller_concurrency")
+    r = client.post("/v1/completions", json=body, headers=auth)
+    first.join()
+    assert r.status_code == 429 and r.json()["error"]["type"] == "rate_limit_error"
+    assert r.json()["error"]["code"] == "concurrency_limit" and 1 <= int(r.headers["Retry-After"]) <= 5
+    assert "from-env" not in r.text
+    assert metric(client, "prune_refused_total", reason="caller_concurrency") == before + 1
+    # 600 tokens a minute; each request may use 201 (2 x 100 + the prompt) and gives back what it did not.
+    for _ in range(5):
+        assert client.post("/v1/completions", json=body, headers=auth).status_code == 200
+    huge = client.post("/v1/completions", json={**body, "best_of": 8}, headers=auth)
+    assert huge.status_code == 400 and huge.json()["error"]["param"] == "max_tokens"
 
 
 def test_budget_cuts_slow_candidates_and_says_so():
