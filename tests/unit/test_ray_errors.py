@@ -37,3 +37,50 @@ def test_an_api_error_from_another_replica_comes_out_bare():
 
 def test_anything_else_stays_as_it_is():
     assert isinstance(raised_through(KeyError("x")), KeyError)
+
+
+class Stalled:
+    """A deployment handle's method whose calls hang (its only replica died: Ray holds them)
+    until `alive` is set again."""
+
+    def __init__(self):
+        self.alive = True
+
+    async def remote(self):
+        import asyncio
+
+        while not self.alive:
+            await asyncio.sleep(0.01)
+        return 3
+
+
+def test_a_generator_whose_replica_died_is_a_503_at_once_and_served_again_once_it_answers():
+    import asyncio
+    import time
+
+    from service.app import RemoteGenerator
+
+    class Handle:
+        load = Stalled()
+
+    async def scenario():
+        generator = RemoteGenerator(Handle(), {"model_name": "m", "max_model_len": 64})
+        generator.probe.every_s, generator.probe.timeout_s = 0.05, 0.2
+        await asyncio.sleep(0.06)
+        assert await generator.load() == 0  # the reading so far; a fresh one is under way
+        await asyncio.sleep(0.02)
+        assert await generator.load() == 3
+        Handle.load.alive = False
+        await asyncio.sleep(0.06)
+        await generator.load()  # starts the read that will time out
+        await asyncio.sleep(0.3)
+        started = time.monotonic()
+        with pytest.raises(Overloaded) as refused:
+            await generator.load()
+        assert time.monotonic() - started < 0.05  # no request waits on the dead replica
+        assert refused.value.code == "replica_unavailable" and refused.value.headers["Retry-After"] == "5"
+        Handle.load.alive = True  # the read the refused call started finds it back
+        await asyncio.sleep(0.05)
+        assert await generator.load() == 3
+
+    asyncio.run(scenario())
