@@ -5,12 +5,14 @@
         --saturation 4 --duration 30 --out docs/perf/chaos
 
 Loopback only (it SIGKILLs replica processes of the service on this machine).
-Every load loop is closed (C users sending back to back) and bounded by a
+Every load loop is closed (C users sending back to back; a refused user waits
+its Retry-After first, as OpenAI's SDK does, unless --no-backoff) and bounded by a
 duration and a request count; every request by budget + 5 s, after which it
 counts as hung. Scenarios:
 
 - overload: find the concurrency C that saturates the engine (--saturation, or
-  goodput at C = 1, 2, 4, ... until it stops rising by 10%), then run C x 1, 2, 4, 8.
+  the engine's tokens/s at C = 1, 2, 4, ... until they stop rising by 10%: the
+  least C within 10% of the most), then run C x 1, 2, 4, 8.
 - hangup: clients that send best_of 8 and disconnect after ~1 s; the next
   request must be answered on time, and the engine must abort their candidates.
 - kill-generator, kill-scorer, kill-ingress: load at C; SIGKILL that deployment's
@@ -127,14 +129,15 @@ def summarize(records: list[Outcome], duration_s: float, reference_goodput: floa
     }
 
 
-def saturation_concurrency(goodputs: dict[int, float]) -> int:
-    """The concurrency of the highest goodput measured."""
-    return max(goodputs, key=lambda c: (goodputs[c], -c))
+def saturation_concurrency(rates: dict[int, float], within: float = 0.9) -> int:
+    """The least concurrency at which the engine's tokens/s came within 10% of the most measured."""
+    top = max(rates.values())
+    return min(c for c, rate in rates.items() if rate >= within * top)
 
 
-def keep_searching(goodputs: dict[int, float], gain: float = 1.1) -> bool:
-    """Go on doubling while the last step raised goodput by more than 10%."""
-    values = list(goodputs.values())
+def keep_searching(rates: dict[int, float], gain: float = 1.1) -> bool:
+    """Go on doubling while the last step raised the engine's tokens/s by more than 10%."""
+    values = list(rates.values())
     return len(values) < 2 or values[-1] > gain * max(values[:-1])
 
 
@@ -202,8 +205,9 @@ class Load:
     """What every load request looks like, and the closed loop that sends them."""
 
     def __init__(self, client: httpx.AsyncClient, model: str, best_of: int, max_tokens: int,
-                 budget_ms: int, max_requests: int):
+                 budget_ms: int, max_requests: int, backoff: bool = True):
         self.client, self.max_requests, self.budget_s = client, max_requests, budget_ms / 1000
+        self.backoff = backoff
         self.body = {"model": model, "best_of": best_of, "max_tokens": max_tokens, "latency_budget_ms": budget_ms}
         self.prompts = itertools.cycle(PROMPTS)
 
@@ -219,7 +223,12 @@ class Load:
 
         async def user() -> None:
             while time.monotonic() - t0 < duration_s and next(budget, None) is not None:
-                records.append(await send(self.client, "/v1/completions", self.next_body(), self.budget_s, t0))
+                record = await send(self.client, "/v1/completions", self.next_body(), self.budget_s, t0)
+                records.append(record)
+                # A refused client waits as told, the way OpenAI's SDK does; --no-backoff
+                # resends at once (a retry storm).
+                wait_s = retry_after_s(record.retry_after) if self.backoff and record.status in (429, 503) else 0
+                await asyncio.sleep(min(wait_s, max(0.0, duration_s - (time.monotonic() - t0))))
 
         await asyncio.gather(*(user() for _ in range(concurrency)))
         return records, time.monotonic() - t0
@@ -290,19 +299,24 @@ class Chaos:
         self.records[run] = [asdict(r) | {"kind": classify(r), "kill_s": kill_s} for r in records]
 
     async def find_saturation(self) -> int:
+        """The concurrency that saturates the engine: past it, its tokens/s (from the
+        service's prune_completion_tokens_total) stop rising. Goodput may rise further,
+        as adaptive best_of gives requests fewer candidates."""
         if self.saturation is None:
-            goodputs: dict[int, float] = {}
+            rates: dict[int, float] = {}
             c = 1
-            while c <= self.args.max_concurrency and keep_searching(goodputs):
+            while c <= self.args.max_concurrency and keep_searching(rates):
+                before = await metric(self.load.client, "prune_completion_tokens_total") or 0.0
                 records, took = await self.load.run(c, self.args.search_duration)
-                goodputs[c] = summarize(records, took)["goodput_per_s"]
-                print(f"search: concurrency {c}: goodput {goodputs[c]}/s", flush=True)
+                after = await metric(self.load.client, "prune_completion_tokens_total") or 0.0
+                rates[c] = round((after - before) / took, 1)
+                print(f"search: concurrency {c}: engine {rates[c]} tokens/s, "
+                      f"goodput {summarize(records, took)['goodput_per_s']}/s", flush=True)
                 c *= 2
-            self.saturation = saturation_concurrency(goodputs)
-            self.reference = goodputs[self.saturation]
-            still_rising = keep_searching(goodputs) and self.saturation == max(goodputs)
+            self.saturation = saturation_concurrency(rates)
+            still_rising = keep_searching(rates)
             print(f"saturation: concurrency {self.saturation}"
-                  + (" (goodput still rising at --max-concurrency)" if still_rising else ""), flush=True)
+                  + (" (tokens/s still rising at --max-concurrency)" if still_rising else ""), flush=True)
         return self.saturation
 
     async def overload(self) -> list[dict]:
@@ -454,7 +468,8 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, list[dict]], dict[str
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
     async with httpx.AsyncClient(base_url=args.url, limits=limits) as client:
         model = args.model or await first_model(client)
-        load = Load(client, model, args.best_of, args.max_tokens, args.budget_ms, args.max_requests)
+        load = Load(client, model, args.best_of, args.max_tokens, args.budget_ms, args.max_requests,
+                    backoff=not args.no_backoff)
         chaos, results = Chaos(load, args), {}
         for name in args.scenarios:
             print(f"--- {name}", flush=True)
@@ -483,6 +498,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kill-after", type=float, default=5, help="seconds of load before a kill")
     parser.add_argument("--hangups", type=int, default=8, help="clients that hang up")
     parser.add_argument("--hangup-after", type=float, default=1.0, help="seconds before they hang up")
+    parser.add_argument("--no-backoff", action="store_true",
+                        help="refused clients resend at once instead of waiting their Retry-After (a retry storm)")
     args = parser.parse_args(argv)
     args.url = check_loopback(args.url)
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]

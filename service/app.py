@@ -320,12 +320,13 @@ def build_app(args: dict[str, Any]) -> serve.Application:
     folder.mkdir(parents=True, exist_ok=True)
     # Every replica on the node writes its metrics there; the ingress merges them.
     # Ray starts workers at nice 15, which on a small machine puts the engine behind
-    # Ray's own housekeeping: run replicas at normal priority.
+    # Ray's own housekeeping: replicas run at their deployment's niceness (default 0).
     env = {"env_vars": {"PROMETHEUS_MULTIPROC_DIR": str(folder), "RAY_worker_niceness": "0"}}
 
     def options(deployment_config) -> dict[str, Any]:
         opts = deployment_config.ray_options()
-        opts["ray_actor_options"]["runtime_env"] = env
+        niceness = {"RAY_worker_niceness": str(deployment_config.niceness)}
+        opts["ray_actor_options"]["runtime_env"] = {"env_vars": env["env_vars"] | niceness}
         return opts
 
     scorer = (

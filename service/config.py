@@ -179,6 +179,10 @@ class DeploymentConfig(Strict):
         "every hop's queue is bounded."
     )
     backpressure_retry_after_s: int = Field(1, ge=1, description="Retry-After of Ray's refusals when the queue is full.")
+    niceness: int = Field(
+        0, ge=0, le=19, description="CPU niceness of the replicas' processes: on a small CPU machine a nicer "
+        "generator (its engine included) leaves the ingress CPU to refuse and answer on time under overload."
+    )
 
     def ray_options(self) -> dict[str, Any]:
         return {

@@ -79,7 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     # Counters of an earlier run must not leak into this one.
     shutil.rmtree(metrics_dir(config), ignore_errors=True)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=args.num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+    # Ray starts its workers at nice 15, Serve's HTTP proxy and controller included: on a
+    # small machine the front door then waits behind the engine, and refusals meant to
+    # take milliseconds take seconds. Every process of this job starts at nice 0 (the
+    # deployments then set their own, see DeploymentConfig.niceness).
+    ray.init(num_cpus=args.num_cpus, include_dashboard=False, logging_level=logging.WARNING,
+             runtime_env={"env_vars": {"RAY_worker_niceness": "0"}})
     # SIGTERM (docker stop, systemd) ends the service the way Ctrl-C does.
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)

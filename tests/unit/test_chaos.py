@@ -73,7 +73,7 @@ def test_saturation_search_stops_when_goodput_stops_rising_by_ten_percent():
     assert chaos.keep_searching({}) and chaos.keep_searching({1: 2.0})
     assert chaos.keep_searching({1: 2.0, 2: 3.9})
     assert not chaos.keep_searching({1: 2.0, 2: 3.9, 4: 4.2})
-    assert chaos.saturation_concurrency({1: 2.0, 2: 3.9, 4: 4.2}) == 4
+    assert chaos.saturation_concurrency({1: 2.0, 2: 3.9, 4: 4.2}) == 2  # within 10% of the most: saturated
     assert chaos.saturation_concurrency({1: 2.0, 2: 4.0, 4: 4.0}) == 2  # a tie: the lower load
 
 
@@ -122,9 +122,10 @@ def fake_service(status=200, delay_s=0.0, headers=(), body=None):
     return app
 
 
-def load_against(app, budget_ms=1000, max_requests=1000) -> chaos.Load:
+def load_against(app, budget_ms=1000, max_requests=1000, backoff=True) -> chaos.Load:
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:9")
-    return chaos.Load(client, "fake-model", best_of=8, max_tokens=16, budget_ms=budget_ms, max_requests=max_requests)
+    return chaos.Load(client, "fake-model", best_of=8, max_tokens=16, budget_ms=budget_ms, max_requests=max_requests,
+                      backoff=backoff)
 
 
 def run_load(app, concurrency, duration_s, **kw):
@@ -138,12 +139,19 @@ def run_load(app, concurrency, duration_s, **kw):
 
 def test_fast_refusals_with_retry_after_are_refused_fast_and_the_count_bounds_the_run():
     app = fake_service(503, headers=[(b"retry-after", b"2")], body={"error": {"code": "overloaded"}})
-    records, took = run_load(app, concurrency=3, duration_s=10, max_requests=20)
+    records, took = run_load(app, concurrency=3, duration_s=10, max_requests=20, backoff=False)  # a retry storm
     assert len(records) == 20 and took < 5
     assert {classify(r) for r in records} == {"refused_fast"}
     assert {r.error for r in records} == {"overloaded"}
     assert app.seen[0]["best_of"] == 8 and app.seen[0]["latency_budget_ms"] == 1000
     assert app.seen[0]["prompt"] != app.seen[1]["prompt"]  # the prompts rotate
+
+
+def test_refused_users_wait_their_retry_after_before_sending_again():
+    app = fake_service(503, headers=[(b"retry-after", b"1")], body={"error": {"code": "overloaded"}})
+    records, took = run_load(app, concurrency=2, duration_s=1.5, max_requests=100)
+    assert len(records) == 4 and took >= 1.5  # each user: at 0 s and after 1 s; its next wait ends the run
+    assert sorted(round(r.sent_s) for r in records) == [0, 0, 1, 1]
 
 
 def test_answers_past_the_budget_are_late_and_the_duration_bounds_the_run():
