@@ -169,14 +169,18 @@ class Probe:
                  timeout_s: float = 1.0):
         self.read, self.value, self.every_s, self.timeout_s = read, value, every_s, timeout_s
         self.down = False
-        self.read_at = time.monotonic()
         self.task: asyncio.Task | None = None
 
     def poll(self) -> None:
-        """Start a read if the last one is stale and none is running (sooner while down)."""
-        every_s = min(self.every_s, 0.5) if self.down else self.every_s
-        if self.task is None and time.monotonic() - self.read_at > every_s:
-            self.task = asyncio.get_running_loop().create_task(self.refresh())
+        """Keep reading in the background from now on (every `every_s`; 0.5 s while down),
+        so that a death is known before the next request needs to know it."""
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self.keep_reading())
+
+    async def keep_reading(self) -> None:
+        while True:
+            await self.refresh()
+            await asyncio.sleep(min(self.every_s, 0.5) if self.down else self.every_s)
 
     async def refresh(self) -> None:
         try:
@@ -186,8 +190,6 @@ class Probe:
             if not self.down:
                 log.warning("%s: down (%s)", getattr(self.read, "__qualname__", "probe"), type(exc).__name__)
             self.down = True
-        finally:
-            self.read_at, self.task = time.monotonic(), None
 
     def mark_down(self) -> None:
         """A call failed for want of a replica: down until the next read succeeds."""

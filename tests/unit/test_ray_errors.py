@@ -66,21 +66,19 @@ def test_a_generator_whose_replica_died_is_a_503_at_once_and_served_again_once_i
     async def scenario():
         generator = RemoteGenerator(Handle(), {"model_name": "m", "max_model_len": 64})
         generator.probe.every_s, generator.probe.timeout_s = 0.05, 0.2
-        await asyncio.sleep(0.06)
-        assert await generator.load() == 0  # the reading so far; a fresh one is under way
+        assert await generator.load() == 0  # the reading so far; the first call starts the background reads
         await asyncio.sleep(0.02)
         assert await generator.load() == 3
         Handle.load.alive = False
-        await asyncio.sleep(0.06)
-        await generator.load()  # starts the read that will time out
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.35)  # a read times out after 0.2 s
         started = time.monotonic()
         with pytest.raises(Overloaded) as refused:
             await generator.load()
         assert time.monotonic() - started < 0.05  # no request waits on the dead replica
         assert refused.value.code == "replica_unavailable" and refused.value.headers["Retry-After"] == "5"
-        Handle.load.alive = True  # the read the refused call started finds it back
-        await asyncio.sleep(0.05)
+        Handle.load.alive = True  # the next read finds it back
+        await asyncio.sleep(0.1)
         assert await generator.load() == 3
+        generator.probe.task.cancel()
 
     asyncio.run(scenario())
