@@ -26,7 +26,7 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, 
 from ray.serve.handle import DeploymentHandle
 
 from service import metrics
-from service.callers import CallerLedger, CallerLimits, LedgerHandle, limits_of
+from service.callers import CallerLedger, CallerLimits, limits_of
 from service.config import GeneratorConfig, ScorerConfig, ServiceConfig, cache_dir, parse_config, parse_rewards
 from service.errors import APIError, NotFound, Overloaded, find_api_error, find_cause
 from service.generator import Generator, make_generator
@@ -294,6 +294,21 @@ class ScorerHandleReward(RewardModel):
             raise
 
 
+class LedgerHandle:
+    """The caller ledger (service.callers.CallerLedger) over a handle to its deployment."""
+
+    def __init__(self, handle: DeploymentHandle):
+        self.handle = handle
+
+    async def acquire(self, caller: str, tokens: int, expected_end: float) -> str:
+        with unwrapping_ray_errors():
+            return await self.handle.acquire.remote(caller, tokens, expected_end)
+
+    async def release(self, lease: str, tokens_used: int | None = None) -> None:
+        with unwrapping_ray_errors():
+            await self.handle.release.remote(lease, tokens_used)
+
+
 class Ingress:
     async def __init__(
         self, config_args: dict, generator: DeploymentHandle, scorer: DeploymentHandle, ledger: DeploymentHandle
@@ -304,7 +319,7 @@ class Ingress:
         remote_generator = RemoteGenerator(generator, await generator.info.remote())
         # One ledger for every ingress replica: per-replica counters would multiply each caller's limits.
         limited = set(limits_of(config.callers))
-        callers = CallerLimits(LedgerHandle(ledger, unwrap=unwrapping_ray_errors), limited=limited)
+        callers = CallerLimits(LedgerHandle(ledger), limited=limited)
         self.api = create_api(Reranker(config, remote_generator, ScorerCatalog(scorer), callers=callers))
 
     def __serve_build_asgi_app__(self):

@@ -22,10 +22,10 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Collection, ContextManager, Mapping
+from typing import Any, AsyncIterator, Collection, Mapping
 
 from service.config import CallerConfig, ConfigError, check_callers
-from service.errors import APIError, BadRequest, Unauthorized, find_api_error
+from service.errors import APIError, BadRequest, Unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -189,35 +189,6 @@ class CallerLedger:
             bucket = self.buckets[caller]
             bucket.refill(tpm, time.time() if now is None else now)
             bucket.tokens = min(tpm, bucket.tokens + max(0, held.tokens - tokens_used))
-
-
-class LedgerHandle:
-    """The ledger's interface over a Ray Serve DeploymentHandle to the CallerLedger
-    deployment. Its errors arrive wrapped by Ray; `unwrap` (a context manager, e.g.
-    service.app's unwrapping_ray_errors, which also makes a dead ledger a 503)
-    re-raises them bare."""
-
-    def __init__(self, handle: Any, unwrap: Callable[[], ContextManager] | None = None):
-        self.handle, self.unwrap = handle, unwrap or _bare_api_errors
-
-    async def acquire(self, caller: str, tokens: int, expected_end: float) -> str:
-        with self.unwrap():
-            return await self.handle.acquire.remote(caller, tokens, expected_end)
-
-    async def release(self, lease: str, tokens_used: int | None = None) -> None:
-        with self.unwrap():
-            await self.handle.release.remote(lease, tokens_used)
-
-
-@contextlib.contextmanager
-def _bare_api_errors():
-    try:
-        yield
-    except Exception as exc:
-        error = find_api_error(exc)
-        if error is None or error is exc:
-            raise
-        raise error from None
 
 
 class Lease:

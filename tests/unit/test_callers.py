@@ -12,7 +12,6 @@ from service.callers import (
     CallerConfig,
     CallerLedger,
     CallerLimits,
-    LedgerHandle,
     Limit,
     TooManyRequests,
     identify,
@@ -418,6 +417,8 @@ class FakeHandle:
 
 def test_ledger_handle_unwraps_api_errors():
     book = ledger(a=dict(max_concurrent=1))
+    from service.app import LedgerHandle
+
     limits = CallerLimits(LedgerHandle(FakeHandle(book)))
 
     async def scenario():
