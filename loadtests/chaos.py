@@ -48,7 +48,6 @@ from loadtests.prompts import PROMPTS
 FAST_S = 0.1  # a refusal within this is fast; an answer within budget + this is on time
 HUNG_AFTER_S = 5.0  # a request still unanswered at budget + this is hung
 RECOVERED_STREAK = 5  # 200s in a row that end a kill's outage
-MULTIPLES = (1, 2, 4, 8)
 KINDS = ("on_time", "late", "late_504", "timeout_504", "refused_fast", "refused_slow",
          "5xx", "4xx", "hung", "conn_error")
 SCENARIOS = ("overload", "hangup", "kill-generator", "kill-scorer", "kill-ingress", "hostile")
@@ -321,7 +320,7 @@ class Chaos:
 
     async def overload(self) -> list[dict]:
         c, rows = await self.find_saturation(), []
-        for m in MULTIPLES:
+        for m in self.args.multiples:
             records, took = await self.load.run(c * m, self.args.duration)
             if m == 1:
                 self.reference = summarize(records, took)["goodput_per_s"]
@@ -491,6 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--budget-ms", type=int, default=10_000, help="latency_budget_ms of every request")
     parser.add_argument("--saturation", type=int, help="the concurrency that saturates the engine (default: search)")
+    parser.add_argument("--multiples", default="1,2,4,8", help="overload runs, as multiples of the saturation")
     parser.add_argument("--duration", type=float, default=60, help="seconds per overload step and kill run")
     parser.add_argument("--search-duration", type=float, default=20, help="seconds per saturation-search step")
     parser.add_argument("--max-concurrency", type=int, default=64, help="where the saturation search stops")
@@ -503,6 +503,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.url = check_loopback(args.url)
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    args.multiples = [int(m) for m in args.multiples.split(",")]
     if unknown := set(args.scenarios) - set(SCENARIOS):
         parser.error(f"unknown scenarios {sorted(unknown)}; choose from {','.join(SCENARIOS)}")
     results, records = asyncio.run(run(args))
