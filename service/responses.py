@@ -107,12 +107,14 @@ def sse_events(shape: ResponseShape, body: dict[str, Any], include_usage: bool) 
     def event(payload: dict) -> bytes:
         return f"data: {json.dumps(payload)}\n\n".encode()
 
-    for choice in body["choices"]:
-        for chunk_choice in shape.chunk_choices(choice):
-            yield event(base | {"choices": [chunk_choice]})
-    # prune's block rides on a final chunk with no choices, like OpenAI's usage chunk.
-    final = base | {"choices": [], "reranking": body["reranking"]}
+    chunks = [base | {"choices": [chunk_choice]}
+              for choice in body["choices"] for chunk_choice in shape.chunk_choices(choice)]
+    # prune's block rides on the last chunk with a choice (the finish), so that a client
+    # reading chunk.choices[0] of every chunk works; a chunk without choices comes only
+    # for include_usage, as OpenAI sends it.
+    chunks[-1]["reranking"] = body["reranking"]
     if include_usage:
-        final["usage"] = body["usage"]
-    yield event(final)
+        chunks.append(base | {"choices": [], "usage": body["usage"]})
+    for chunk in chunks:
+        yield event(chunk)
     yield b"data: [DONE]\n\n"

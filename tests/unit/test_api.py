@@ -108,7 +108,24 @@ def test_streaming_completion_is_openai_sse(client):
     assert r.headers["content-type"].startswith("text/event-stream")
     events = sse_events(r)
     assert "".join(e["choices"][0]["text"] for e in events if e["choices"]) == TEXTS[1]
-    assert events[-1]["reranking"]["candidates_generated"] == 3 and events[-1]["usage"]["completion_tokens"] > 0
+    # The usage chunk, asked for, has no choices (as OpenAI's); reranking rides on the finish chunk.
+    assert events[-1]["choices"] == [] and events[-1]["usage"]["completion_tokens"] > 0
+    assert events[-2]["choices"][0]["finish_reason"] == "stop"
+    assert events[-2]["reranking"]["candidates_generated"] == 3
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/completions", {"prompt": "Say something."}),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}]}),
+])
+def test_every_stream_chunk_has_a_choice_unless_usage_is_asked(client, path, body):
+    # The commonest client loop reads chunk.choices[0] of every chunk.
+    r = client.post(path, json={"model": "fake-model", "stream": True, "n": 2, "best_of": 3, **body})
+    events = sse_events(r)
+    assert all(len(e["choices"]) == 1 for e in events)
+    assert [e["choices"][0]["index"] for e in events if e["choices"][0]["finish_reason"]] == [0, 1]
+    assert "reranking" in events[-1] and all("reranking" not in e for e in events[:-1])
+    assert events[-1]["reranking"]["effective_best_of"] == 3 and "usage" not in events[-1]
 
 
 def test_streaming_chat(client):
