@@ -217,6 +217,10 @@ class Limits(Strict):
         300, ge=0, description="Selection aims to finish this long before the deadline, leaving time for the "
         "answer to travel back through Ray and HTTP (at most a quarter of the budget)."
     )
+    min_answer_chars: int = Field(
+        1, ge=1, description="A candidate with fewer characters (whitespace aside) is degenerate: it never wins "
+        "while a candidate that is not was produced, finished or cut short."
+    )
     min_candidates: int = Field(
         1, ge=1, description="Candidates to see finish (deadline permitting): pruning and adaptive best_of "
         "never leave fewer."

@@ -176,6 +176,7 @@ async def best_of_n(
     budget: Budget,
     pruning: PruningPlan | None = None,
     fallback: RewardModel | None = None,
+    min_chars: int = 1,
 ) -> Selection:
     """Pick the n best of best_of candidates within the budget.
 
@@ -185,8 +186,14 @@ async def best_of_n(
     place a 504 is decided) when nothing is scored by `budget.give_up_by` (the
     client's deadline): no candidate produced text, or the calls were stuck.
     With a `fallback` reward, an unavailable or stuck reward model degrades the
-    scoring instead (see `_Scorer`).
+    scoring instead (see `_Scorer`). A degenerate candidate (fewer than `min_chars`
+    characters besides whitespace: empty, a stray token) never wins while one that
+    is not was produced, finished or not.
     """
+
+    def degenerate(candidate: Candidate) -> bool:
+        return len(candidate.text.strip()) < min_chars
+
     if not 1 <= n <= best_of:
         raise ValueError(f"need 1 <= n <= best_of, got n={n}, best_of={best_of}")
     if budget.generate_by.remaining() <= 0:  # it waited too long to be started: no candidate for nobody
@@ -205,8 +212,9 @@ async def best_of_n(
                         scorer.add(candidate)
         generated = time.perf_counter()
         await scorer.drain(budget.select_by, budget.give_up_by)
-        if not scorer.batches:  # nothing finished: fall back to the partial texts
-            partials = [c for c in candidates if c.text.strip()]
+        if all(degenerate(sc.candidate) for sc in scorer.scored):  # nothing worth having finished: the partials
+            partials = [c for c in candidates if not c.finished and c.text.strip()]
+            partials = [c for c in partials if not degenerate(c)] or partials
             # The pruned ones were judged worse already; only if nothing else has text.
             for candidate in sorted([c for c in partials if not c.pruned] or partials, key=lambda c: c.index):
                 scorer.add(candidate)
@@ -217,7 +225,7 @@ async def best_of_n(
     if not scorer.batches:
         raise out_of_time("the latency budget ran out before any candidate produced text")
     scored = sorted(scorer.scored, key=lambda sc: sc.candidate.index)
-    ranked = sorted(scored, key=lambda sc: (-sc.score, sc.candidate.index))
+    ranked = sorted(scored, key=lambda sc: (degenerate(sc.candidate), -sc.score, sc.candidate.index))
     return Selection(
         chosen=ranked[:n],
         scored=scored,

@@ -201,6 +201,7 @@ class Reranker:
                 budget=plan.budget,
                 pruning=plan.pruning,
                 fallback=self.fallback,
+                min_chars=self.limits.min_answer_chars,
             )
         except BudgetExhausted:
             metrics.BUDGET_EXHAUSTED.inc()

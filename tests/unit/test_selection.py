@@ -11,6 +11,7 @@ from service.generator.fake import FakeGenerator
 from service.reward.fake import FakeReward
 from service.selection import best_of_n
 from service.budget import Budget
+from service.reward.base import RewardModel
 from service.types import Prompt, SamplingSpec, Scores
 
 PROMPT = Prompt(text="Tell me something.")
@@ -303,3 +304,29 @@ def test_a_stuck_reward_model_degrades_when_selection_must_end():
                            fallback=SlopReward()))
     assert time.time() < b.answer_by.at + 0.05
     assert result.degraded == "scorer_slow" and result.chosen[0].candidate.text == SLOPPY_IS_LONGEST[1]
+
+
+class ShortestWins(RewardModel):
+    """A reward that likes brevity to a fault, the way partial-text judging can."""
+
+    kind = "shortest"
+
+    async def score(self, prompt, completions):
+        return Scores(values=[-float(len(text)) for text in completions])
+
+
+def test_a_degenerate_candidate_never_wins_while_a_real_one_finished():
+    gen = FakeGenerator(FakeGeneratorConfig(texts=["", "   ", "hi", "a real answer"]))
+    assert select(gen, ShortestWins()).chosen[0].candidate.text == "hi"
+    strict = run(best_of_n(gen, ShortestWins(), PROMPT, SamplingSpec(max_tokens=32), best_of=4, n=1,
+                           budget=budget(5000), min_chars=5))
+    assert strict.chosen[0].candidate.text == "a real answer"
+
+
+def test_an_empty_finished_candidate_loses_to_a_partial_one_with_text():
+    # Candidate 0 "finishes" at once with nothing; candidate 1 is cut short by the deadline.
+    gen = FakeGenerator(FakeGeneratorConfig(texts=["", "w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 w12 w13 w14 w15"],
+                                            seconds_per_token=0.05))
+    result = select(gen, ShortestWins(), best_of=2, budget_ms=400)
+    chosen = result.chosen[0].candidate
+    assert chosen.text.startswith("w1") and not chosen.finished and chosen.finish_reason == "length"
