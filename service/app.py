@@ -208,7 +208,7 @@ class RemoteGenerator(Generator):
         self.handle = handle
         self.model_name = info["model_name"]
         self.max_model_len = info["max_model_len"]
-        # The running candidates, read at most every 0.2 s: a hot path should not add a round trip.
+        # The running candidates, read in the background every 0.2 s: no round trip on the hot path.
         self.probe = Probe(self.read_load, value=0)
 
     async def read_load(self) -> int:
@@ -338,12 +338,12 @@ def build_app(args: dict[str, Any]) -> serve.Application:
     # Every replica on the node writes its metrics there; the ingress merges them.
     # Ray starts workers at nice 15, which on a small machine puts the engine behind
     # Ray's own housekeeping: replicas run at their deployment's niceness (default 0).
-    env = {"env_vars": {"PROMETHEUS_MULTIPROC_DIR": str(folder), "RAY_worker_niceness": "0"}}
+    def runtime_env(niceness: int) -> dict[str, Any]:
+        return {"env_vars": {"PROMETHEUS_MULTIPROC_DIR": str(folder), "RAY_worker_niceness": str(niceness)}}
 
     def options(deployment_config) -> dict[str, Any]:
         opts = deployment_config.ray_options()
-        niceness = {"RAY_worker_niceness": str(deployment_config.niceness)}
-        opts["ray_actor_options"]["runtime_env"] = {"env_vars": env["env_vars"] | niceness}
+        opts["ray_actor_options"]["runtime_env"] = runtime_env(deployment_config.niceness)
         return opts
 
     scorer = (
@@ -360,7 +360,7 @@ def build_app(args: dict[str, Any]) -> serve.Application:
     ledger = (
         serve.deployment(CallerLedger, name="callers")
         .options(num_replicas=1, max_ongoing_requests=1000, max_queued_requests=1000,
-                 ray_actor_options={"num_cpus": 0, "runtime_env": env})
+                 ray_actor_options={"num_cpus": 0, "runtime_env": runtime_env(0)})
         .bind(limits_of(config.callers))
     )
     ingress = serve.deployment(serve.ingress()(Ingress), name="ingress").options(**options(config.ingress))

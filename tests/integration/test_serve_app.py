@@ -178,26 +178,35 @@ def test_a_killed_scorer_replica_degrades_scoring_within_the_budget(service):
     print(f"scorer killed: answered in {elapsed:.2f} s, degraded ({r.json()['reranking']['degraded']})")
 
 
-def test_a_killed_generator_replica_is_a_503_with_retry_after_and_the_other_replica_serves(service):
-    # Last but one in this module: it kills a generator replica (Ray starts another).
+SLOW = {"model": "fake-model", "prompt": "Hi", "best_of": 4, "latency_budget_ms": 20000}
+QUICK = {"model": "fake-model", "prompt": "Hi", "best_of": 2, "latency_budget_ms": 5000}
+
+
+def kill_under_load(service, deployment: str, then):
+    """Six slow requests in flight (candidate 3 starts after 5 s: they run from about
+    0.1 s to 5.6 s); one of the deployment's two replicas SIGKILLed at 2.5 s; then
+    `then(killed_at)` runs. Returns the answers in flight and what `then` returned."""
     import concurrent.futures
     import os
     import signal
 
-    replicas = replica_processes(service, "generator")
+    replicas = replica_processes(service, deployment)
     assert len(replicas) == 2
-    body = {"model": "fake-model", "prompt": "Hi", "best_of": 4, "latency_budget_ms": 20000}
-    quick = {"model": "fake-model", "prompt": "Hi", "best_of": 2, "latency_budget_ms": 5000}
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        # Candidate 3 starts after 5 s (candidate_delays_s): requests that reached a
-        # replica are in flight from about 0.1 s to 5.6 s; one replica dies at 2.5 s.
-        in_flight = [pool.submit(post, service, "/v1/completions", body) for _ in range(6)]
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        in_flight = [pool.submit(post, service, "/v1/completions", SLOW) for _ in range(6)]
         time.sleep(2.5)
         os.kill(replicas[0].pid, signal.SIGKILL)
-        killed = time.monotonic()
+        after = then(time.monotonic())
+        return [f.result() for f in in_flight], after
+
+
+def test_a_killed_generator_replica_is_a_503_with_retry_after_and_the_other_replica_serves(service):
+    # Last but one in this module: it kills a generator replica (Ray starts another).
+    def six_quick(killed_at):
         time.sleep(0.5)  # Ray's routers learn of the death; new requests go to the live replica
-        after = [post(service, "/v1/completions", quick) for _ in range(6)]
-        answers = [f.result() for f in in_flight]
+        return killed_at, [post(service, "/v1/completions", QUICK) for _ in range(6)]
+
+    answers, (killed, after) = kill_under_load(service, "generator", six_quick)
     print(f"in flight when a generator replica died: {[r.status_code for r in answers]}; "
           f"sent after: {[r.status_code for r in after]}")
     # A request the dead replica was working on: 503 + Retry-After; one on the live
@@ -215,23 +224,13 @@ def test_a_killed_generator_replica_is_a_503_with_retry_after_and_the_other_repl
 
 def test_a_killed_ingress_replica_leaves_the_other_serving(service):
     # Last in this module: it kills an ingress replica.
-    import concurrent.futures
-    import os
-    import signal
-
-    replicas = replica_processes(service, "ingress")
-    assert len(replicas) == 2
-    slow = {"model": "fake-model", "prompt": "Hi", "best_of": 4, "latency_budget_ms": 20000}
-    quick = {"model": "fake-model", "prompt": "Hi", "best_of": 2, "latency_budget_ms": 5000}
-    with concurrent.futures.ThreadPoolExecutor(6) as pool:
-        in_flight = [pool.submit(post, service, "/v1/completions", slow) for _ in range(6)]
-        time.sleep(2.5)
-        os.kill(replicas[0].pid, signal.SIGKILL)
-        killed = time.monotonic()
+    def quick_for_10_s(killed_at):
         answers = []
-        while time.monotonic() - killed < 10:
-            answers.append(post(service, "/v1/completions", quick).status_code)
-        dropped = [f.result() for f in in_flight]
+        while time.monotonic() - killed_at < 10:
+            answers.append(post(service, "/v1/completions", QUICK).status_code)
+        return answers
+
+    dropped, answers = kill_under_load(service, "ingress", quick_for_10_s)
     print(f"in flight when an ingress replica died: {[r.status_code for r in dropped]}; after: {answers}")
     # Requests the dead replica held are lost with it: Ray's proxy answers them 500
     # (plain text; prune cannot change what Ray's proxy says, and clients retry).
