@@ -227,15 +227,20 @@ def test_a_killed_ingress_replica_leaves_the_other_serving(service):
     def quick_for_10_s(killed_at):
         answers = []
         while time.monotonic() - killed_at < 10:
-            answers.append(post(service, "/v1/completions", QUICK).status_code)
+            answers.append(post(service, "/v1/completions", QUICK))
         return answers
 
-    dropped, answers = kill_under_load(service, "ingress", quick_for_10_s)
+    dropped, after = kill_under_load(service, "ingress", quick_for_10_s)
+    answers = [r.status_code for r in after]
     print(f"in flight when an ingress replica died: {[r.status_code for r in dropped]}; after: {answers}")
     # Requests the dead replica held are lost with it: Ray's proxy answers them 500
     # (plain text; prune cannot change what Ray's proxy says, and clients retry).
     # The rest, and everything sent after, are served by the live replica.
     assert {r.status_code for r in dropped} <= {200, 500}
     assert any(r.status_code == 200 for r in dropped)
+    # While Ray notices the death, a request may be refused (503 + Retry-After), never
+    # a 500; how many depends on timing, so the test asks that the live replica serves
+    # by the end of the window, not for a share.
     assert set(answers) <= {200, 503}
-    assert answers.count(200) >= 0.9 * len(answers)
+    assert all(int(r.headers["Retry-After"]) >= 1 for r in after if r.status_code == 503)
+    assert answers[-3:] == [200, 200, 200]
