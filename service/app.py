@@ -93,6 +93,9 @@ class GeneratorServer:
     async def check_ready(self) -> None:
         await self.generator.check_ready()
 
+    async def detokenize(self, token_ids: tuple[int, ...]) -> str:
+        return await self.generator.detokenize(token_ids)
+
     async def load(self) -> int:
         return await self.generator.load()
 
@@ -230,6 +233,12 @@ class RemoteGenerator(Generator):
     async def check_ready(self) -> None:
         with unwrapping_ray_errors():
             await self.handle.check_ready.remote()
+
+    async def detokenize(self, token_ids) -> str:
+        if self.probe.down:
+            raise unavailable("generator")
+        with unwrapping_ray_errors():
+            return await self.handle.detokenize.remote(tuple(token_ids))
 
     async def load(self) -> int:
         """The last reading (admission calls this first: a dead generator is a 503 at once)."""

@@ -97,22 +97,28 @@ class RerankRequest(BaseModel, ABC):
 
 
 class CompletionRequest(RerankRequest):
-    prompt: str | list[str] = Field(description="The prompt; a list must hold exactly one string.")
+    prompt: str | list[str] | list[int] | list[list[int]] = Field(
+        description="The prompt: text, or token ids; a list holds exactly one prompt."
+    )
     echo: bool = False
     suffix: str | None = None
 
     @field_validator("prompt")
     @classmethod
     def _one_prompt(cls, v):
-        if isinstance(v, list):
+        if isinstance(v, list) and v and not isinstance(v[0], int):  # a batch: of strings or of token-id lists
             if len(v) != 1:
                 raise ValueError("prune takes one prompt per request")
             v = v[0]
         if not v:
             raise ValueError("prompt must not be empty")
+        if isinstance(v, list) and any(t < 0 for t in v):
+            raise ValueError("token ids must not be negative")
         return v
 
     def to_prompt(self) -> Prompt:
+        if isinstance(self.prompt, list):  # token ids: the generator decodes them for the reward models
+            return Prompt(token_ids=tuple(self.prompt))
         return Prompt(text=self.prompt)
 
 

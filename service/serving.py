@@ -121,6 +121,9 @@ class Reranker:
         _check_cap("max_tokens", max_tokens, limits.max_tokens_max)
         budget_ms = request.latency_budget_ms or limits.latency_budget_ms_default
         _check_cap("latency_budget_ms", budget_ms, limits.latency_budget_ms_max)
+        prompt = request.to_prompt()
+        if prompt.text is None and prompt.token_ids:  # the reward models read text
+            prompt = replace(prompt, text=await self.generator.detokenize(prompt.token_ids))
         effective = await self.effective_best_of(best_of, request.n)
         budget = Budget.starting(
             arrived,
@@ -133,7 +136,7 @@ class Reranker:
             best_of=best_of,
             effective_best_of=effective,
             n=request.n,
-            prompt=replace(request.to_prompt(), max_tokens=max_tokens),
+            prompt=replace(prompt, max_tokens=max_tokens),
             sampling=request.sampling(max_tokens),
             budget=budget,
             pruning=self.pruning_plan(request, effective, reward_model),

@@ -9,26 +9,36 @@ from typing import Mapping, Protocol, Sequence
 
 @dataclass(frozen=True)
 class Prompt:
-    """A completion prompt (`text`) or a chat conversation (`messages`), never both."""
+    """A completion prompt (`text`) or a chat conversation (`messages`), never both.
+
+    A prompt given as token ids carries them in `token_ids`: the generator samples
+    from exactly those tokens, and `text` is their decoding, for the reward models
+    (None until the generator decoded them).
+    """
 
     text: str | None = None
     messages: tuple[Mapping[str, str], ...] | None = None
+    token_ids: tuple[int, ...] | None = None
     # The longest answer the client allowed, when known: reward models that judge
     # length (slop's verbosity) measure against it.
     max_tokens: int | None = None
 
     def __post_init__(self):
-        if (self.text is None) == (self.messages is None):
-            raise ValueError("a Prompt has either text or messages")
+        if self.messages is not None and (self.text is not None or self.token_ids is not None):
+            raise ValueError("a Prompt has either text (or token ids) or messages")
+        if self.messages is None and self.text is None and not self.token_ids:
+            raise ValueError("a Prompt needs text, token ids or messages")
 
     @property
     def characters(self) -> int:
-        return len(self.text) if self.text is not None else sum(len(str(m.get("content", ""))) for m in self.messages)
+        if self.messages is not None:
+            return sum(len(str(m.get("content", ""))) for m in self.messages)
+        return len(self.text) if self.text is not None else 4 * len(self.token_ids)  # about 4 characters a token
 
     def last_user_text(self) -> str:
         """What the user asked: the prompt text or the last user message."""
-        if self.text is not None:
-            return self.text
+        if self.messages is None:
+            return self.text or ""
         for m in reversed(self.messages or ()):
             if m["role"] == "user":
                 return m["content"]

@@ -8,6 +8,7 @@ import contextlib
 from typing import TYPE_CHECKING, Any, AsyncIterator, Coroutine, Sequence
 
 from service import metrics
+from service.errors import BadRequest
 from service.types import Candidate, Deadline, Prompt, SamplingSpec
 
 if TYPE_CHECKING:
@@ -63,6 +64,12 @@ class Generator(ABC):
 
     async def check_ready(self) -> None:
         """Raise if the generator cannot serve (engine dead)."""
+
+    async def detokenize(self, token_ids: Sequence[int]) -> str:
+        """The text of a prompt given as token ids (for the reward models); a 400
+        naming `prompt` for ids the model does not have."""
+        raise BadRequest("this generator does not take prompts as token ids; send text", param="prompt",
+                         code="token_prompts_unsupported")
 
 
 class Progress:

@@ -24,6 +24,8 @@ class FakeGenerator(Generator):
     `aborted` counts candidates stopped before they finished.
     """
 
+    VOCABULARY = 50_000
+
     def __init__(self, config: FakeGeneratorConfig, judge: RewardCatalog | None = None):
         self.config, self.judge = config, judge
         self.model_name = config.served_model_name
@@ -36,8 +38,15 @@ class FakeGenerator(Generator):
             return self.config.texts[i % len(self.config.texts)]
         return f"Candidate {i} answers: {prompt.last_user_text()[:40]}"
 
+    async def detokenize(self, token_ids) -> str:
+        if any(t < 0 or t >= self.VOCABULARY for t in token_ids):
+            raise BadRequest(f"token ids must be in 0..{self.VOCABULARY - 1}", param="prompt")
+        return " ".join(f"t{t}" for t in token_ids)  # one word a token, as this generator counts
+
     @staticmethod
     def count_prompt_tokens(prompt: Prompt) -> int:
+        if prompt.token_ids is not None:
+            return len(prompt.token_ids)
         text = prompt.text if prompt.text is not None else " ".join(m["content"] for m in prompt.messages or ())
         return len(text.split())
 

@@ -71,7 +71,22 @@ class OpenAIGenerator(Generator):
             body["seed"] = sampling.seed + i
         if prompt.messages is not None:
             return "/v1/chat/completions", body | {"messages": [dict(m) for m in prompt.messages]}
-        return "/v1/completions", body | {"prompt": prompt.text}
+        return "/v1/completions", body | {"prompt": list(prompt.token_ids) if prompt.token_ids else prompt.text}
+
+    async def detokenize(self, token_ids) -> str:
+        """vLLM's server decodes token ids at POST /detokenize; other servers cannot, so a 400."""
+        try:
+            response = await self.client.post("/detokenize", json={"model": self.model_name, "tokens": list(token_ids)})
+        except httpx.HTTPError as exc:
+            raise GeneratorServiceError(f"generator server at {self.config.url} failed: {type(exc).__name__}") from None
+        answer = json_or_none(await response.aread())
+        if response.status_code == 404:
+            return await super().detokenize(token_ids)  # not vLLM's server: token prompts are refused
+        if response.status_code != 200:
+            raise self.refusal(response.status_code, answer, Prompt(token_ids=tuple(token_ids)))
+        if not isinstance(answer, dict) or not isinstance(answer.get("prompt"), str):
+            raise GeneratorServiceError("the generator server's /detokenize answer has no prompt text")
+        return answer["prompt"]
 
     async def generate(
         self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline, pruning: PruningPlan | None = None

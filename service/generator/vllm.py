@@ -66,7 +66,17 @@ class VLLMGenerator(Generator):
         if self.engine is None or self.engine.errored:
             raise Overloaded("the generator engine is not running", code="engine_unavailable")
 
+    async def detokenize(self, token_ids) -> str:
+        await self.check_ready()
+        vocabulary = len(self.tokenizer)
+        bad = next((t for t in token_ids if not 0 <= t < vocabulary), None)
+        if bad is not None:
+            raise BadRequest(f"token id {bad} is not in this model's vocabulary (0..{vocabulary - 1})", param="prompt")
+        return self.tokenizer.decode(list(token_ids))
+
     def _token_ids(self, prompt: Prompt) -> list[int]:
+        if prompt.token_ids is not None:
+            return list(prompt.token_ids)
         if prompt.messages is not None:
             text = self.tokenizer.apply_chat_template(
                 [dict(m) for m in prompt.messages], add_generation_prompt=True, tokenize=False

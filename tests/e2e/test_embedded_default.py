@@ -57,6 +57,23 @@ def test_same_seed_same_answer(service):
     assert first["choices"][0]["text"] == second["choices"][0]["text"]
 
 
+def test_a_prompt_of_token_ids_answers_as_its_text_does(service):
+    from transformers import AutoTokenizer
+
+    from service.embedded import resolve_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("embedded:smollm2-135m-instruct"))
+    text = "Name a colour."
+    body = {"model": MODEL, "best_of": 2, "max_tokens": 8, "seed": 3, "temperature": 0.8}
+    by_text = post(service, "/v1/completions", body | {"prompt": text}).json()
+    by_ids = post(service, "/v1/completions", body | {"prompt": tokenizer.encode(text)}).json()
+    assert by_ids["choices"][0]["text"] == by_text["choices"][0]["text"]
+    assert by_ids["usage"] == by_text["usage"]
+    assert by_ids["reranking"]["scores"] == by_text["reranking"]["scores"]  # the reward read the same prompt text
+    bad = post(service, "/v1/completions", body | {"prompt": [1, 10**7]})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "prompt"
+
+
 def test_chat_uses_the_chat_template(service):
     from transformers import AutoTokenizer
 

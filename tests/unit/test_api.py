@@ -146,6 +146,10 @@ def test_streaming_chat(client):
         ({"latency_budget_ms": 20000}, 400, "latency_budget_ms"),
         ({"temperature": 3}, 400, "temperature"),
         ({"prompt": ["a", "b"]}, 400, "prompt"),
+        ({"prompt": [[1, 2], [3]]}, 400, "prompt"),
+        ({"prompt": [1, -2]}, 400, "prompt"),
+        ({"prompt": [1, 60000]}, 400, "prompt"),  # not in the (fake) model's vocabulary
+        ({"prompt": []}, 400, "prompt"),
         ({"model": "gpt-4"}, 404, "model"),
         ({"reward_model": "/etc/passwd"}, 404, "reward_model"),
     ],
@@ -156,6 +160,14 @@ def test_bad_parameters_get_the_error_envelope_naming_them(client, body, status,
     error = r.json()["error"]
     assert error["param"] == param
     assert set(error) == {"message", "type", "param", "code"}
+
+
+@pytest.mark.parametrize("prompt", [[5, 6, 7], [[5, 6, 7]]])
+def test_a_prompt_of_token_ids_is_sampled_from_and_decoded_for_the_reward(prompt):
+    client = make_client(texts=[])  # the fake's candidates quote the prompt's text
+    body = complete(client, prompt=prompt, best_of=2).json()
+    assert body["usage"]["prompt_tokens"] == 3  # the ids themselves, one token each
+    assert body["choices"][0]["text"] == "Candidate 0 answers: t5 t6 t7"  # the decoding reached the candidates
 
 
 def test_missing_prompt_is_named(client):

@@ -55,6 +55,14 @@ class StreamingServer:
         self.app.post("/v1/completions")(self.completions)
         self.app.post("/v1/chat/completions")(self.chat)
         self.app.get("/v1/models")(lambda: {"data": [{"id": "remote-model"}]})
+        self.app.post("/detokenize")(self.detokenize)
+
+    async def detokenize(self, request: Request):
+        """As vLLM's server: token ids in, their text out; ids past its vocabulary are a 400."""
+        tokens = (await request.json())["tokens"]
+        if any(t >= len(WORDS) for t in tokens):
+            return JSONResponse({"error": {"message": "token id out of vocabulary", "param": None}}, 400)
+        return {"prompt": " ".join(WORDS[t] for t in tokens)}
 
     async def completions(self, request: Request):
         self.keys.append(request.headers.get("authorization"))
@@ -67,6 +75,7 @@ class StreamingServer:
     async def answer(self, body: dict, chat: bool):
         self.bodies.append(body)
         prompt = body["messages"][-1]["content"] if chat else body["prompt"]
+        prompt = " ".join(map(str, prompt)) if isinstance(prompt, list) else prompt  # token ids
         if body.get("max_tokens", 0) > 1000:
             return JSONResponse({"error": {"message": "max_tokens is too large", "param": "max_tokens"}}, 400)
         if prompt.startswith("status-"):  # e.g. "status-500": that status, with a body no client should see
@@ -268,6 +277,15 @@ def test_a_server_failure_is_a_502(fresh, prompt):
         collect(generator(fresh.url), Prompt(text=prompt), SamplingSpec(max_tokens=5), 1)
     assert info.value.status == 502 and info.value.type == "server_error"
     assert "secret" not in info.value.message and "engine died" not in info.value.message
+
+
+def test_token_id_prompts_are_sent_as_ids_and_decoded_by_the_server(fresh):
+    assert asyncio.run(generator(fresh.url).detokenize((0, 2))) == "alpha gamma"
+    candidates = collect(generator(fresh.url), Prompt(token_ids=(0, 2), text="alpha gamma"), SamplingSpec(max_tokens=3), 1)
+    assert fresh.bodies[-1]["prompt"] == [0, 2] and candidates[0].completion_tokens == 3
+    with pytest.raises(BadRequest) as refused:
+        asyncio.run(generator(fresh.url).detokenize((0, 99)))
+    assert refused.value.param == "prompt"
 
 
 def test_a_ready_server_is_ready(server):
