@@ -6,6 +6,7 @@ adapters to deployment handles, tests over fakes directly.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any
@@ -19,7 +20,8 @@ from service import metrics
 from service.callers import identify, resolve_keys
 from service.errors import APIError, InternalError, NotFound, PayloadTooLarge
 from service.protocol import ChatCompletionRequest, CompletionRequest, RerankRequest, RewardsRequest, reject
-from service.responses import CHAT, COMPLETION, ResponseShape, response_body, sse_events
+from service.responses import CHAT, COMPLETION, EventStream, ResponseShape, response_body
+from service.selection import Commit, Piece
 from service.serving import Reranker
 
 log = logging.getLogger(__name__)
@@ -74,13 +76,55 @@ class Routes:
 
     async def rerank(self, req: RerankRequest, request: Request, shape: ResponseShape) -> Response:
         caller = self.authorize(request)
+        if req.stream:
+            return await self.stream(req, request, shape, caller)
         async with self.reranker.admit(req, arrived=request.state.arrived, caller=caller) as plan:
             selection = await self.reranker.run(plan)
-        body = response_body(shape, self.generator.model_name, plan, selection)
-        if req.stream:
-            include_usage = bool((req.stream_options or {}).get("include_usage"))
-            return StreamingResponse(sse_events(shape, body, include_usage), media_type="text/event-stream")
-        return JSONResponse(body)
+        return JSONResponse(response_body(shape, self.generator.model_name, plan, selection))
+
+    async def stream(self, req: RerankRequest, request: Request, shape: ResponseShape, caller: str | None) -> Response:
+        """A stream begins when its text is decided: at the commit, or at selection. What
+        fails before then is an HTTP error like any other; after, an error event."""
+        held = contextlib.AsyncExitStack()  # admission holds for as long as the stream runs
+        plan = await held.enter_async_context(self.reranker.admit(req, arrived=request.state.arrived, caller=caller))
+        events = self.reranker.run_stream(plan)
+        try:
+            first = await anext(events)
+        except BaseException as exc:
+            await events.aclose()
+            await held.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        out = EventStream(shape, self.generator.model_name, bool((req.stream_options or {}).get("include_usage")))
+        policy = "leader" if isinstance(first, Commit) and first.info.at_tokens > 0 else "select"
+
+        async def body():
+            first_text = True
+            try:
+                async with held:
+                    event = first
+                    while True:
+                        if isinstance(event, Commit):
+                            yield out.open(event.choices)
+                        elif isinstance(event, Piece):
+                            if first_text:
+                                metrics.STREAM_FIRST_TEXT.labels(policy).observe(time.time() - request.state.arrived)
+                                first_text = False
+                            yield out.piece(event.choice, event.text)
+                        else:
+                            if first_text:
+                                metrics.STREAM_FIRST_TEXT.labels(policy).observe(time.time() - request.state.arrived)
+                            yield out.close(plan, event)
+                            return
+                        event = await anext(events)
+            except APIError as exc:
+                yield out.error(exc.body())
+            except Exception as exc:
+                log.error("stream failed: %s", type(exc).__name__, exc_info=exc)
+                yield out.error(InternalError("internal error", code="internal_error").body())
+            finally:
+                await events.aclose()
+
+        return StreamingResponse(body(), media_type="text/event-stream")
 
     async def completions(self, req: CompletionRequest, request: Request) -> Response:
         return await self.rerank(req, request, COMPLETION)

@@ -27,6 +27,7 @@ from ray.serve.handle import DeploymentHandle
 
 from service import metrics
 from service.callers import CallerLedger, CallerLimits, limits_of
+from service.commit import CommitPlan
 from service.config import GeneratorConfig, ScorerConfig, ServiceConfig, cache_dir, parse_config, parse_rewards
 from service.errors import APIError, NotFound, Overloaded, find_api_error, find_cause
 from service.generator import Generator, make_generator
@@ -85,10 +86,11 @@ class GeneratorServer:
         return {"model_name": self.generator.model_name, "max_model_len": self.generator.max_model_len}
 
     async def generate(
-        self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline, pruning: PruningPlan | None = None
+        self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline,
+        pruning: PruningPlan | None = None, commit: CommitPlan | None = None,
     ):
-        async for candidate in self.generator.generate(prompt, sampling, n, deadline, pruning):
-            yield candidate
+        async for event in self.generator.generate(prompt, sampling, n, deadline, pruning, commit):
+            yield event
 
     async def check_ready(self) -> None:
         await self.generator.check_ready()
@@ -218,14 +220,14 @@ class RemoteGenerator(Generator):
         with unwrapping_ray_errors():
             return await self.handle.load.remote()
 
-    async def generate(self, prompt, sampling, n, deadline, pruning=None) -> AsyncIterator[Candidate]:
+    async def generate(self, prompt, sampling, n, deadline, pruning=None, commit=None) -> AsyncIterator[Candidate]:
         if self.probe.down:
             raise unavailable("generator")
-        stream = self.handle.options(stream=True).generate.remote(prompt, sampling, n, deadline, pruning)
+        stream = self.handle.options(stream=True).generate.remote(prompt, sampling, n, deadline, pruning, commit)
         try:
             with unwrapping_ray_errors():
-                async for candidate in stream:
-                    yield candidate
+                async for event in stream:
+                    yield event
         finally:
             # Client gone or caller done: cancel on the replica, which aborts in the engine.
             stream.cancel()

@@ -252,6 +252,34 @@ class PruningConfig(Strict):
     _increasing = field_validator("checkpoints")(check_checkpoints)
 
 
+class StreamingConfig(Strict):
+    """How a stream with candidates to choose from starts (a request may override it)."""
+
+    commit: Literal["select", "leader"] = Field(
+        "leader", description="leader: at `commit_tokens` keep the best-scoring candidates (n of them), abort "
+        "the rest and stream the leaders' tokens as they come; select: stream only after selection, as a whole."
+    )
+    commit_tokens: int = Field(
+        16, ge=1, description="The commit point, in tokens every running candidate has (loadtests/calibrate_commit)."
+    )
+
+
+class PartialOffsetsConfig(Strict):
+    """How much a reward model overrates a text cut at so many tokens, measured by
+    loadtests/calibrate_commit (mean of final minus partial reward, scored together)."""
+
+    tokens: list[int] = Field(min_length=1)
+    offsets: list[float] = Field(min_length=1)
+
+    _increasing = field_validator("tokens")(check_checkpoints)
+
+    @model_validator(mode="after")
+    def _same_length(self) -> "PartialOffsetsConfig":
+        if len(self.tokens) != len(self.offsets):
+            raise ValueError("tokens and offsets must have the same length")
+        return self
+
+
 class AdmissionConfig(Strict):
     """Deadline-aware admission (service/admission.py): a request that cannot be
     answered by its deadline with at least its floor of candidates, given the load
@@ -338,6 +366,11 @@ class ServiceConfig(Strict):
     limits: Limits = Field(default_factory=Limits)
     pruning: PruningConfig = Field(default_factory=PruningConfig)
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
+    streaming: StreamingConfig = Field(default_factory=StreamingConfig)
+    partial_offsets: dict[str, PartialOffsetsConfig] = Field(
+        default_factory=dict, description="Per reward model name: how it judges cut texts, so partial and "
+        "finished candidates compete fairly; a model not listed judges partial texts as they read."
+    )
     api_keys: list[str] = Field(
         default_factory=list, description="Accepted bearer tokens without limits (plaintext); with `callers`, "
         "both are accepted; none of either: no authentication."
@@ -362,6 +395,9 @@ class ServiceConfig(Strict):
     def _default_reward_is_configured(self) -> "ServiceConfig":
         check_reward_models(self.reward_models, self.default_reward_model)
         check_callers(self.callers)
+        unknown = sorted(set(self.partial_offsets) - set(self.reward_models))
+        if unknown:
+            raise ValueError(f"partial_offsets: {', '.join(unknown)} is not a configured reward model")
         if isinstance(self.fallback_reward, EnsembleRewardConfig):
             raise ValueError("fallback_reward: an ensemble needs its members; give a single kind, e.g. {kind: slop}")
         return self

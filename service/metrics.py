@@ -74,6 +74,17 @@ REFUSED = Counter(
 DEGRADED = Counter(
     "prune_degraded", "Requests scored by the fallback reward; reason: scorer_unavailable or scorer_slow.", ["reason"]
 )
+STREAM_FIRST_TEXT = Histogram(
+    "prune_stream_first_text_seconds", "Streams: from arrival to the first text sent; commit: leader (early) or "
+    "select (after selection).", ["commit"], buckets=LATENCY_BUCKETS,
+)
+STREAM_COMMIT_TOKENS = Histogram(
+    "prune_stream_commit_tokens", "Streams that committed early: tokens each candidate had at the commit point "
+    "(0: nothing to choose).", buckets=(0, 1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+STREAM_COMMIT_SECONDS = Histogram(
+    "prune_stream_commit_seconds", "Streams that committed early: from arrival to the commit.", buckets=LATENCY_BUCKETS
+)
 
 
 class _OnlyOurs:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from abc import ABC, abstractmethod
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -31,6 +31,14 @@ class PruningRequest(BaseModel):
     @classmethod
     def _increasing(cls, v):
         return v if v is None else check_checkpoints(v)
+
+
+class StreamCommitRequest(BaseModel):
+    """How one stream starts; what is left out comes from the config's `streaming`."""
+
+    model_config = ConfigDict(extra="forbid")
+    policy: Literal["select", "leader"] = "leader"
+    at_tokens: int | None = Field(None, ge=1, le=4096)
 
 
 class RerankRequest(BaseModel, ABC):
@@ -57,6 +65,16 @@ class RerankRequest(BaseModel, ABC):
     pruning: PruningRequest | None = Field(
         None, description="Early pruning: true/false turns the configured schedule on/off; an object sets it."
     )
+
+    stream_commit: StreamCommitRequest | None = Field(
+        None, description="Streams: 'leader' commits to the best partial candidates at a commit point and streams "
+        "them as they are made; 'select' streams after selection; an object sets the commit point (at_tokens)."
+    )
+
+    @field_validator("stream_commit", mode="before")
+    @classmethod
+    def _commit_policy(cls, v):
+        return {"policy": v} if isinstance(v, str) else v
 
     @field_validator("pruning", mode="before")
     @classmethod
@@ -96,25 +114,29 @@ class RerankRequest(BaseModel, ABC):
         )
 
 
+TokenId = Annotated[int, Field(ge=0)]
+
+
 class CompletionRequest(RerankRequest):
-    prompt: str | list[str] | list[int] | list[list[int]] = Field(
+    prompt: str | list[str] | list[TokenId] | list[list[TokenId]] = Field(
         description="The prompt: text, or token ids; a list holds exactly one prompt."
     )
     echo: bool = False
     suffix: str | None = None
 
-    @field_validator("prompt")
+    @field_validator("prompt", mode="before")
     @classmethod
     def _one_prompt(cls, v):
-        if isinstance(v, list) and v and not isinstance(v[0], int):  # a batch: of strings or of token-id lists
+        # Checked before the union's own validation, so the message names what is wrong.
+        if isinstance(v, list) and v and isinstance(v[0], (str, list)):  # a batch
             if len(v) != 1:
                 raise ValueError("prune takes one prompt per request")
             v = v[0]
-        if not v:
-            raise ValueError("prompt must not be empty")
-        if isinstance(v, list) and any(t < 0 for t in v):
-            raise ValueError("token ids must not be negative")
-        return v
+        if isinstance(v, str) or (isinstance(v, list) and all(type(t) is int and t >= 0 for t in v)):
+            if not v:
+                raise ValueError("prompt must not be empty")
+            return v
+        raise ValueError("prompt must be a string or a list of token ids (integers >= 0)")
 
     def to_prompt(self) -> Prompt:
         if isinstance(self.prompt, list):  # token ids: the generator decodes them for the reward models
@@ -187,6 +209,13 @@ class CandidateReport(BaseModel):
     completion_tokens: int
 
 
+class CommitReport(BaseModel):
+    at_tokens: int = Field(description="Tokens each running candidate had when the stream committed (0: nothing to choose).")
+    at_ms: float = Field(description="When it committed, in ms since the request arrived.")
+    candidates_alive: int = Field(description="Candidates in the field (running or finished) at the commit.")
+    leader_scores: list[float] = Field(description="The leaders' partial rewards at the commit point.")
+
+
 class Reranking(BaseModel):
     best_of: int
     effective_best_of: int = Field(description="Candidates actually sampled: lower than best_of under load.")
@@ -202,6 +231,7 @@ class Reranking(BaseModel):
     degraded: str | None = Field(
         None, description="Scored by the fallback reward instead of reward_model: scorer_unavailable or scorer_slow."
     )
+    commit: CommitReport | None = Field(None, description="Streams that committed to their leaders early.")
     candidates: list[CandidateReport] | None = None
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
-from service.protocol import CandidateReport, Reranking, Usage, new_id, now
+from service.protocol import CandidateReport, CommitReport, Reranking, Usage, new_id, now
 from service.selection import Selection
 from service.serving import RerankPlan
 from service.types import Candidate
@@ -27,13 +27,15 @@ class ResponseShape:
     def choice(self, index: int, candidate: Candidate) -> dict[str, Any]:
         return {"index": index, "text": candidate.text, "finish_reason": candidate.finish_reason, "logprobs": None}
 
-    def chunk_choices(self, choice: dict[str, Any]) -> list[dict[str, Any]]:
-        """The choices of the chunks that stream one whole choice: its text, then its finish."""
-        i = choice["index"]
-        return [
-            {"index": i, "text": choice["text"], "finish_reason": None, "logprobs": None},
-            {"index": i, "text": "", "finish_reason": choice["finish_reason"], "logprobs": None},
-        ]
+    # A streamed choice: an opening chunk (chat only), its text in pieces, a finish chunk.
+    def opening(self, index: int) -> dict[str, Any] | None:
+        return None
+
+    def piece(self, index: int, text: str) -> dict[str, Any]:
+        return {"index": index, "text": text, "finish_reason": None, "logprobs": None}
+
+    def finish(self, index: int, reason: str) -> dict[str, Any]:
+        return {"index": index, "text": "", "finish_reason": reason, "logprobs": None}
 
 
 class ChatShape(ResponseShape):
@@ -41,13 +43,14 @@ class ChatShape(ResponseShape):
         message = {"role": "assistant", "content": candidate.text}
         return {"index": index, "message": message, "finish_reason": candidate.finish_reason, "logprobs": None}
 
-    def chunk_choices(self, choice: dict[str, Any]) -> list[dict[str, Any]]:
-        i = choice["index"]
-        return [
-            {"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None},
-            {"index": i, "delta": {"content": choice["message"]["content"]}, "finish_reason": None},
-            {"index": i, "delta": {}, "finish_reason": choice["finish_reason"]},
-        ]
+    def opening(self, index: int) -> dict[str, Any] | None:
+        return {"index": index, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+
+    def piece(self, index: int, text: str) -> dict[str, Any]:
+        return {"index": index, "delta": {"content": text}, "finish_reason": None}
+
+    def finish(self, index: int, reason: str) -> dict[str, Any]:
+        return {"index": index, "delta": {}, "finish_reason": reason}
 
 
 COMPLETION = ResponseShape("text_completion", "text_completion", "cmpl")
@@ -69,6 +72,12 @@ def reranking(plan: RerankPlan, selection: Selection) -> Reranking:
         stopped_early=selection.stopped_early,
         candidates_pruned=selection.candidates_pruned,
         degraded=selection.degraded,
+        commit=None if selection.commit is None else CommitReport(
+            at_tokens=selection.commit.at_tokens,
+            at_ms=selection.commit.at_ms,
+            candidates_alive=selection.commit.candidates_alive,
+            leader_scores=list(selection.commit.leader_scores),
+        ),
         candidates=[
             CandidateReport(
                 text=sc.candidate.text,
@@ -83,38 +92,70 @@ def reranking(plan: RerankPlan, selection: Selection) -> Reranking:
     )
 
 
-def response_body(shape: ResponseShape, model: str, plan: RerankPlan, selection: Selection) -> dict[str, Any]:
-    usage = Usage(
+def usage(selection: Selection) -> Usage:
+    return Usage(
         prompt_tokens=selection.prompt_tokens,
         completion_tokens=selection.completion_tokens,
         total_tokens=selection.prompt_tokens + selection.completion_tokens,
     )
+
+
+def response_body(shape: ResponseShape, model: str, plan: RerankPlan, selection: Selection) -> dict[str, Any]:
     return {
         "id": new_id(shape.id_prefix),
         "object": shape.object,
         "created": now(),
         "model": model,
         "choices": [shape.choice(i, sc.candidate) for i, sc in enumerate(selection.chosen)],
-        "usage": usage.model_dump(),
+        "usage": usage(selection).model_dump(),
         "reranking": reranking(plan, selection).model_dump(exclude_none=True),
     }
 
 
-def sse_events(shape: ResponseShape, body: dict[str, Any], include_usage: bool) -> Iterator[bytes]:
-    """OpenAI's server-sent-event chunks for an already selected response."""
-    base = {"id": body["id"], "object": shape.chunk_object, "created": body["created"], "model": body["model"]}
+class EventStream:
+    """OpenAI's server-sent-event chunks of one response, as its text comes: the
+    choices open, their text follows in pieces (all at once when the stream waited
+    for selection), then each finishes. Every chunk carries one choice, so a client
+    reading chunk.choices[0] of each works; prune's `reranking` rides on the last
+    finish, and a chunk without choices comes only for include_usage, as OpenAI
+    sends it."""
 
-    def event(payload: dict) -> bytes:
-        return f"data: {json.dumps(payload)}\n\n".encode()
+    def __init__(self, shape: ResponseShape, model: str, include_usage: bool):
+        self.shape, self.model, self.include_usage = shape, model, include_usage
+        self.base = {"id": new_id(shape.id_prefix), "object": shape.chunk_object, "created": now(), "model": model}
+        self.sent: dict[int, str] = {}  # each open choice's text so far
 
-    chunks = [base | {"choices": [chunk_choice]}
-              for choice in body["choices"] for chunk_choice in shape.chunk_choices(choice)]
-    # prune's block rides on the last chunk with a choice (the finish), so that a client
-    # reading chunk.choices[0] of every chunk works; a chunk without choices comes only
-    # for include_usage, as OpenAI sends it.
-    chunks[-1]["reranking"] = body["reranking"]
-    if include_usage:
-        chunks.append(base | {"choices": [], "usage": body["usage"]})
-    for chunk in chunks:
-        yield event(chunk)
-    yield b"data: [DONE]\n\n"
+    def chunk(self, payload: dict[str, Any]) -> bytes:
+        return f"data: {json.dumps(self.base | payload)}\n\n".encode()
+
+    def open(self, choices: int) -> bytes:
+        self.sent = {i: "" for i in range(choices)}
+        openings = [self.shape.opening(i) for i in range(choices)]
+        return b"".join(self.chunk({"choices": [o]}) for o in openings if o is not None)
+
+    def piece(self, index: int, text: str) -> bytes:
+        self.sent[index] += text
+        return self.chunk({"choices": [self.shape.piece(index, text)]})
+
+    def close(self, plan: RerankPlan, selection: Selection) -> bytes:
+        """What is left of each choice, the finishes and the account; then [DONE]."""
+        if not self.sent:
+            out = [self.open(len(selection.chosen))]
+        else:
+            out = []
+        account = reranking(plan, selection).model_dump(exclude_none=True)
+        for i, sc in enumerate(selection.chosen):
+            rest = sc.candidate.text[len(self.sent[i]):] if sc.candidate.text.startswith(self.sent[i]) else ""
+            if rest:
+                out.append(self.piece(i, rest))
+            last = i == len(selection.chosen) - 1
+            out.append(self.chunk({"choices": [self.shape.finish(i, sc.candidate.finish_reason)]}
+                                  | ({"reranking": account} if last else {})))
+        if self.include_usage:
+            out.append(self.chunk({"choices": [], "usage": usage(selection).model_dump()}))
+        out.append(b"data: [DONE]\n\n")
+        return b"".join(out)
+
+    def error(self, body: dict[str, Any]) -> bytes:
+        """A failure after the stream began (the status is sent already): an error event, as vLLM sends it."""
+        return f"data: {json.dumps(body)}\n\ndata: [DONE]\n\n".encode()

@@ -16,13 +16,16 @@ import contextlib
 import statistics
 import time
 from dataclasses import dataclass
+from typing import AsyncIterator
 
 from service.budget import Budget
+from service.commit import CommitPlan
 from service.errors import APIError, BudgetExhausted
 from service.generator.base import Generator
+from service.partials import PartialOffsets, adjustment
 from service.pruning import PruningPlan
 from service.reward.base import RewardModel
-from service.types import Candidate, Deadline, Prompt, SamplingSpec, Scores, concat
+from service.types import Candidate, Committed, Deadline, Delta, Prompt, SamplingSpec, Scores, concat
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class Selection:
     generate_s: float  # until the last candidate arrived
     score_calls: tuple[tuple[float, int], ...]  # (seconds, texts) of each reward call, in order
     degraded: str | None = None  # the fallback reward scored instead, and why
+    commit: CommitInfo | None = None  # a stream that committed to its leaders early
 
     @property
     def score_s(self) -> float:
@@ -165,7 +169,51 @@ def out_of_time(message: str) -> BudgetExhausted:
     return BudgetExhausted(message, param="latency_budget_ms", code="budget_exhausted")
 
 
-async def best_of_n(
+@dataclass(frozen=True)
+class CommitInfo:
+    """When and how a stream committed to its leaders (see service.commit)."""
+
+    at_tokens: int  # 0: nothing to choose, streamed from the first token
+    at_ms: float  # since the request arrived
+    candidates_alive: int  # running or finished when it committed
+    leader_scores: tuple[float, ...]  # the leaders' partial rewards at the commit point (none at 0 tokens)
+
+
+@dataclass(frozen=True)
+class Commit:
+    """Stream event: the choices are decided; their text follows as Pieces."""
+
+    choices: int
+    info: CommitInfo
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Stream event: more text of choice `choice`."""
+
+    choice: int
+    text: str
+
+
+async def until(stream: AsyncIterator, deadline: Deadline) -> AsyncIterator:
+    """The stream's events until it ends or `deadline` passes: a generator stuck past
+    it is let go. The timeout covers each wait, never a yield: one that fired while
+    the consumer holds an event would cancel the consumer."""
+    while True:
+        try:
+            async with asyncio.timeout(max(deadline.remaining(), 0)):
+                event = await anext(stream)
+        except (StopAsyncIteration, TimeoutError):
+            return
+        yield event
+
+
+def new_text(sent: str, text: str) -> str:
+    """What `text` adds to what was sent (nothing if it does not extend it: sent text cannot be taken back)."""
+    return text[len(sent):] if text.startswith(sent) else ""
+
+
+async def rerank(
     generator: Generator,
     reward: RewardModel,
     prompt: Prompt,
@@ -175,10 +223,15 @@ async def best_of_n(
     n: int,
     budget: Budget,
     pruning: PruningPlan | None = None,
+    commit: CommitPlan | None = None,
     fallback: RewardModel | None = None,
     min_chars: int = 1,
-) -> Selection:
-    """Pick the n best of best_of candidates within the budget.
+    offsets: PartialOffsets | None = None,
+) -> AsyncIterator[Commit | Piece | Selection]:
+    """Pick the n best of best_of candidates within the budget; the last event is
+    the `Selection`. With `commit` (a stream), a `Commit` comes as soon as the
+    generator committed to its leaders, then their text as `Piece`s, and the
+    Selection's choices are those leaders.
 
     Generation stops at `budget.generate_by`, leaving time to score the texts at
     hand; if the last scoring call still runs at `budget.select_by`, the best
@@ -186,9 +239,13 @@ async def best_of_n(
     place a 504 is decided) when nothing is scored by `budget.give_up_by` (the
     client's deadline): no candidate produced text, or the calls were stuck.
     With a `fallback` reward, an unavailable or stuck reward model degrades the
-    scoring instead (see `_Scorer`). A degenerate candidate (fewer than `min_chars`
-    characters besides whitespace: empty, a stray token) never wins while one that
-    is not was produced, finished or not.
+    scoring instead (see `_Scorer`).
+
+    Partial texts (cut by the deadline) compete with finished ones, their reward
+    adjusted by `offsets` (service.partials); pruned ones only if nothing else has
+    text. A degenerate candidate (fewer than `min_chars` characters besides
+    whitespace: empty, a stray token) never wins while one that is not was
+    produced, finished or not.
     """
 
     def degenerate(candidate: Candidate) -> bool:
@@ -199,42 +256,90 @@ async def best_of_n(
     if budget.generate_by.remaining() <= 0:  # it waited too long to be started: no candidate for nobody
         raise out_of_time("the latency budget ran out before generation could start")
     started = time.perf_counter()
-    candidates: list[Candidate] = []
+    candidates: dict[int, Candidate] = {}  # by index, the latest word on each
     scorer = _Scorer(reward, prompt, fallback)
-    stream = generator.generate(prompt, sampling, best_of, budget.generate_by, pruning)
+    committed: Committed | None = None
+    info: CommitInfo | None = None
+    sent: dict[int, str] = {}  # a leader's text passed on so far
+    stream = generator.generate(prompt, sampling, best_of, budget.generate_by, pruning, commit)
     try:
-        # The generator ends its stream by generate_by; one stuck past the deadline is let go.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(budget.give_up_by.remaining()):
-                async for candidate in stream:
-                    candidates.append(candidate)
-                    if candidate.finished:
-                        scorer.add(candidate)
+        async for event in until(stream, budget.give_up_by):
+            if isinstance(event, Committed):
+                committed = event
+                info = CommitInfo(event.at_tokens, budget.elapsed_ms(time.time()), event.alive, event.scores)
+                yield Commit(len(event.leaders), info)
+                for choice, i in enumerate(event.leaders):  # a finished leader is there whole already
+                    if i in candidates:
+                        sent[i] = candidates[i].text
+                        yield Piece(choice, sent[i])
+                continue
+            if isinstance(event, Delta):
+                event = Candidate(event.index, event.text, "length", event.tokens, finished=False)
+            else:
+                candidates[event.index] = event
+                if event.finished:
+                    scorer.add(event)
+            if committed is not None and event.index in committed.leaders:
+                piece = new_text(sent.get(event.index, ""), event.text)
+                if piece:
+                    sent[event.index] = sent.get(event.index, "") + piece
+                    yield Piece(committed.leaders.index(event.index), piece)
         generated = time.perf_counter()
-        await scorer.drain(budget.select_by, budget.give_up_by)
-        if all(degenerate(sc.candidate) for sc in scorer.scored):  # nothing worth having finished: the partials
-            partials = [c for c in candidates if not c.finished and c.text.strip()]
-            partials = [c for c in partials if not degenerate(c)] or partials
-            # The pruned ones were judged worse already; only if nothing else has text.
-            for candidate in sorted([c for c in partials if not c.pruned] or partials, key=lambda c: c.index):
-                scorer.add(candidate)
-            await scorer.drain(budget.give_up_by, budget.give_up_by)
+        if committed is not None:  # the leaders are the answer; their rewards are for the account
+            finals = [candidates.get(i) or Candidate(i, sent.get(i, ""), "length", 0, finished=False)
+                      for i in committed.leaders]
+            for final in finals:
+                scorer.add(final)
+            await scorer.drain(budget.select_by, budget.give_up_by)
+        else:
+            partials = [c for c in candidates.values() if not c.finished and c.text.strip()]
+            for candidate in sorted(partials, key=lambda c: c.index):  # they compete with the finished, fairly
+                if not candidate.pruned and not degenerate(candidate):
+                    scorer.add(candidate)
+            await scorer.drain(budget.select_by, budget.give_up_by)
+            if all(degenerate(sc.candidate) for sc in scorer.scored):  # nothing worth having: the last resorts
+                # The pruned were judged worse already, the degenerate are near empty: only if nothing else has text.
+                for candidate in [c for c in partials if not degenerate(c)] or partials:
+                    scorer.add(candidate)
+                await scorer.drain(budget.give_up_by, budget.give_up_by)
     finally:
         scorer.cancel()  # client gone, a failure or the deadline: no scoring for nobody
         await stream.aclose()
-    if not scorer.batches:
+    if committed is not None:
+        # The text is out: no 504 now. A leader whose scoring the deadline cut keeps its
+        # reward at the commit point, and the account says the scoring was cut.
+        by_text = {sc.candidate.text.strip(): sc.score for sc in scorer.scored}
+        if any(final.text.strip() not in by_text for final in finals):
+            scorer.degraded = scorer.degraded or "scorer_slow"
+        at_commit = list(committed.scores) + [0.0] * len(finals)
+        chosen = [ScoredCandidate(final, by_text.get(final.text.strip(), at_commit[j])) for j, final in enumerate(finals)]
+    elif not scorer.batches:
         raise out_of_time("the latency budget ran out before any candidate produced text")
     scored = sorted(scorer.scored, key=lambda sc: sc.candidate.index)
-    ranked = sorted(scored, key=lambda sc: (degenerate(sc.candidate), -sc.score, sc.candidate.index))
-    return Selection(
-        chosen=ranked[:n],
+    if committed is None:
+        chosen = sorted(scored, key=lambda sc: (
+            degenerate(sc.candidate),
+            -(sc.score + adjustment(offsets, sc.candidate.finished, sc.candidate.completion_tokens)),
+            sc.candidate.index,
+        ))[:n]
+    everything = list(candidates.values())
+    yield Selection(
+        chosen=chosen,
         scored=scored,
-        candidates_generated=len(candidates),
-        prompt_tokens=candidates[0].prompt_tokens,
-        completion_tokens=sum(c.completion_tokens for c in candidates),
-        stopped_early=scorer.cut or any(not c.finished and not c.pruned for c in candidates),
-        candidates_pruned=sum(c.pruned for c in candidates),
+        candidates_generated=len(everything),
+        prompt_tokens=everything[0].prompt_tokens if everything else 0,
+        completion_tokens=sum(c.completion_tokens for c in everything),
+        stopped_early=scorer.cut or any(not c.finished and not c.pruned for c in everything),
+        candidates_pruned=sum(c.pruned for c in everything),
         generate_s=generated - started,
         score_calls=tuple(scorer.calls),
         degraded=scorer.degraded,
+        commit=info,
     )
+
+
+async def best_of_n(*args, **kwargs) -> Selection:
+    """`rerank` without a stream: just its Selection."""
+    async for event in rerank(*args, **kwargs):
+        selection = event
+    return selection

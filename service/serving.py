@@ -19,16 +19,18 @@ from typing import AsyncIterator, Iterable
 from service import metrics
 from service.admission import Capacity
 from service.budget import Budget
+from service.commit import NEVER, CommitPlan
 from service.callers import CallerLedger, CallerLimits, Lease, TooManyRequests, limits_of
 from service.config import ServiceConfig
 from service.errors import BudgetExhausted, NotFound
 from service.generator import make_generator
 from service.generator.base import Generator
 from service.protocol import RerankRequest, reject
+from service.partials import PartialOffsets
 from service.pruning import PruningPlan
 from service.reward import make_reward_model, make_reward_models
 from service.reward.catalog import RewardCatalog, StaticCatalog
-from service.selection import Selection, best_of_n
+from service.selection import Commit, Piece, Selection, rerank
 from service.types import Prompt, SamplingSpec
 
 
@@ -70,6 +72,8 @@ class RerankPlan:
     floor: int = 1  # fewest candidates adaptive best_of and admission may leave it
     concurrency: int = 0  # candidates admitted at once, this request's included, when it was taken on
     lease: Lease | None = None  # the caller's hold on its limits: run() reports the tokens used to it
+    commit: CommitPlan | None = None  # streams: when to commit to the leaders (service.commit)
+    offsets: PartialOffsets | None = None  # how the reward model overrates cut texts (service.partials)
 
     @property
     def max_tokens(self) -> int:
@@ -131,6 +135,7 @@ class Reranker:
             response_margin_s=limits.response_margin_ms / 1000.0,
             scoring_reserve_s=self.scoring_cost.reserve(reward_model, effective),
         )
+        offsets = PartialOffsets.of(self.config.partial_offsets.get(reward_model))
         return RerankPlan(
             reward_model=reward_model,
             best_of=best_of,
@@ -142,6 +147,8 @@ class Reranker:
             pruning=self.pruning_plan(request, effective, reward_model),
             return_candidates=request.return_candidates,
             floor=self.floor(request.n),
+            commit=self.commit_plan(request, reward_model, offsets),
+            offsets=offsets,
         )
 
     @contextlib.asynccontextmanager
@@ -190,32 +197,67 @@ class Reranker:
             reward_model=reward_model,
         )
 
+    def commit_plan(self, request: RerankRequest, reward_model: str, offsets: PartialOffsets | None) -> CommitPlan | None:
+        """A stream's commit point: its own, or the configured one. Under `select` it is
+        never reached, so only a stream with nothing to choose commits (at once)."""
+        asked = request.stream_commit
+        if not request.stream:
+            if asked is not None:
+                raise reject("stream_commit", "stream_commit applies to streams (stream: true)")
+            return None
+        policy = asked.policy if asked is not None else self.config.streaming.commit
+        at_tokens = (asked and asked.at_tokens) or self.config.streaming.commit_tokens
+        return CommitPlan(
+            at_tokens=at_tokens if policy == "leader" else NEVER,
+            keep=request.n,
+            reward_model=reward_model,
+            offsets=offsets,
+            min_chars=self.limits.min_answer_chars,
+        )
+
     async def run(self, plan: RerankPlan) -> Selection:
         """Sample, prune and select within the plan's budget; raises BudgetExhausted (504)."""
+        async for event in self.run_stream(plan):
+            selection = event
+        return selection
+
+    async def run_stream(self, plan: RerankPlan) -> AsyncIterator[Commit | Piece | Selection]:
+        """`run` as events: a stream's Commit and Pieces as they come, then the Selection."""
         reward = (await self.catalog.current()).get(plan.reward_model)
+        events = rerank(
+            self.generator,
+            reward,
+            plan.prompt,
+            plan.sampling,
+            best_of=plan.effective_best_of,
+            n=plan.n,
+            budget=plan.budget,
+            pruning=plan.pruning,
+            commit=plan.commit,
+            fallback=self.fallback,
+            min_chars=self.limits.min_answer_chars,
+            offsets=plan.offsets,
+        )
         try:
-            selection = await best_of_n(
-                self.generator,
-                reward,
-                plan.prompt,
-                plan.sampling,
-                best_of=plan.effective_best_of,
-                n=plan.n,
-                budget=plan.budget,
-                pruning=plan.pruning,
-                fallback=self.fallback,
-                min_chars=self.limits.min_answer_chars,
-            )
+            async for event in events:
+                if isinstance(event, Commit):
+                    metrics.STREAM_COMMIT_TOKENS.observe(event.info.at_tokens)
+                    metrics.STREAM_COMMIT_SECONDS.observe(event.info.at_ms / 1000)
+                if not isinstance(event, Selection):
+                    yield event
+                selection = event
         except BudgetExhausted:
             metrics.BUDGET_EXHAUSTED.inc()
             metrics.BUDGET_CUTOFFS.inc()
             raise
+        finally:
+            await events.aclose()
         if plan.lease is not None:
             plan.lease.used(selection.prompt_tokens + selection.completion_tokens)
         self.scoring_cost.observe(plan.reward_model, selection.score_calls)
         self.capacity.observe(plan, selection)
         record(plan, selection)
-        return selection
+        yield selection
 
 
 def _check_cap(param: str, value: int, cap: int) -> None:

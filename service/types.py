@@ -67,6 +67,26 @@ class Candidate:
     pruned: bool = False  # aborted at a pruning checkpoint for scoring low
 
 
+@dataclass(frozen=True)
+class Committed:
+    """A generator's word that it committed to its leaders: every other running
+    candidate was aborted, and the running leaders' text follows as `Delta`s."""
+
+    leaders: tuple[int, ...]  # candidate indexes, best first
+    at_tokens: int  # the commit point; 0 when there was nothing to choose (n candidates for n choices)
+    alive: int  # candidates in the field (running or finished) when it committed
+    scores: tuple[float, ...] = ()  # the leaders' partial rewards, as judged at the commit point
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A committed leader's text so far (the whole of it: the reader keeps what it sent)."""
+
+    index: int
+    text: str
+    tokens: int
+
+
 def check_checkpoints(checkpoints):
     """Pruning checkpoints are increasing token counts, from 1 up."""
     if not checkpoints or list(checkpoints) != sorted(set(checkpoints)) or checkpoints[0] < 1:

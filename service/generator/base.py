@@ -5,13 +5,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 import asyncio
 import contextlib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, AsyncIterator, Coroutine, Sequence
 
 from service import metrics
 from service.errors import BadRequest
-from service.types import Candidate, Deadline, Prompt, SamplingSpec
+from service.types import Candidate, Committed, Deadline, Delta, Prompt, SamplingSpec
 
 if TYPE_CHECKING:
+    from service.commit import ChooseLeaders, CommitPlan
     from service.pruning import ChooseVictims, PruningPlan
     from service.reward.catalog import RewardCatalog
 
@@ -28,6 +30,9 @@ class Generator(ABC):
     - with `pruning`, at each checkpoint the lowest-scoring running candidates are
       aborted and yielded with `pruned=True` and their partial text; they are
       judged by `judge`, the reward catalog the generator was built with;
+    - with `commit` (a stream), at its commit point the leaders are judged, the
+      others aborted and yielded as pruned, then `Committed` and the running
+      leaders' text as `Delta`s as it grows (see service.commit);
     - closing the iterator early (client gone, caller cancelled) aborts every
       outstanding candidate: no tokens are generated for nobody;
     - a prompt the model cannot take raises `BadRequest` naming the parameter.
@@ -59,8 +64,16 @@ class Generator(ABC):
 
     @abstractmethod
     def generate(
-        self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline, pruning: PruningPlan | None = None
-    ) -> AsyncIterator[Candidate]: ...
+        self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline,
+        pruning: PruningPlan | None = None, commit: CommitPlan | None = None,
+    ) -> AsyncIterator[Candidate | Committed | Delta]: ...
+
+    def judging(self, prompt: Prompt, n: int, pruning: PruningPlan | None, commit: CommitPlan | None) -> Judging:
+        """The checkpoints and judges of a request's candidates, for `race_deadline`."""
+        choose = pruning.chooser(self.judge, prompt) if pruning else None
+        # With no more candidates than leaders nothing is judged (no judge needed).
+        leaders = None if commit is None or n <= commit.keep else commit.chooser(self.judge, prompt)
+        return Judging(schedule(pruning, commit), choose, None if commit is None else (commit, leaders))
 
     async def check_ready(self) -> None:
         """Raise if the generator cannot serve (engine dead)."""
@@ -73,21 +86,28 @@ class Generator(ABC):
 
 
 class Progress:
-    """Each candidate's text so far: the partial answer at the deadline, and the
-    snapshots that early pruning scores at its checkpoints."""
+    """Each candidate's text so far: the partial answer at the deadline, the
+    snapshots that pruning and the commit judge at their checkpoints, and, once a
+    stream committed, which of the followed leaders have new text."""
 
     def __init__(self, prompt_tokens: int, checkpoints: Sequence[int] = ()):
         self.prompt_tokens = prompt_tokens
         self.latest: dict[int, tuple[str, int]] = {}  # candidate -> (text, tokens)
         self.checkpoints = list(checkpoints)  # still to come
-        self.snapshots: dict[int, str] = {}  # text at the next checkpoint, once reached
+        self.snapshots: dict[int, tuple[str, int]] = {}  # (text, tokens) at the next checkpoint, once reached
         self.crossed = asyncio.Event()
+        self.followed: set[int] = set()  # committed leaders, whose every new text is streamed
+        self.changed: set[int] = set()  # followed candidates with text not yet passed on
+        self.news = asyncio.Event()
 
     def update(self, i: int, text: str, tokens: int) -> None:
         self.latest[i] = (text, tokens)
         if self.checkpoints and tokens >= self.checkpoints[0] and i not in self.snapshots:
-            self.snapshots[i] = text
+            self.snapshots[i] = (text, tokens)
             self.crossed.set()
+        if i in self.followed:
+            self.changed.add(i)
+            self.news.set()
 
     def reached(self, candidates: set[int]) -> bool:
         return bool(self.checkpoints) and all(i in self.snapshots for i in candidates)
@@ -98,69 +118,125 @@ class Progress:
         self.snapshots = {}
         for i, (text, tokens) in self.latest.items():
             if self.checkpoints and tokens >= self.checkpoints[0]:
-                self.snapshots[i] = text
+                self.snapshots[i] = (text, tokens)
+
+    def follow(self, candidates: set[int]) -> None:
+        self.followed = set(candidates)
+        self.changed = {i for i in candidates if i in self.latest}
+        self.news.set()
+
+    def deltas(self) -> list[Delta]:
+        """The followed candidates' new text since the last call."""
+        changed, self.changed = sorted(self.changed), set()
+        self.news.clear()
+        return [Delta(i, *self.latest[i]) for i in changed]
 
     def partial(self, i: int, pruned: bool = False) -> Candidate:
         text, tokens = self.latest.get(i, ("", 0))
         return Candidate(i, text, "length", tokens, finished=False, prompt_tokens=self.prompt_tokens, pruned=pruned)
 
 
+@dataclass(frozen=True)
+class Judging:
+    checkpoints: list[int]
+    choose_victims: ChooseVictims | None
+    commit: tuple[CommitPlan, ChooseLeaders | None] | None
+
+
+def schedule(pruning: PruningPlan | None, commit: CommitPlan | None) -> list[int]:
+    """The checkpoints a request's candidates are judged at: pruning's before the commit point, then it."""
+    checkpoints = list(pruning.checkpoints) if pruning else []
+    if commit is None:
+        return checkpoints
+    return [c for c in checkpoints if c < commit.at_tokens] + [commit.at_tokens]
+
+
 async def race_deadline(
     runs: Sequence[Coroutine[Any, Any, Candidate]],
     deadline: Deadline,
     progress: Progress,
-    choose_victims: ChooseVictims | None = None,
-) -> AsyncIterator[Candidate]:
+    judging: Judging | None = None,
+) -> AsyncIterator[Candidate | Committed | Delta]:
     """Run one coroutine per candidate (each reporting to `progress`) and yield
     candidates as they finish.
 
-    With `choose_victims`, at each of progress's checkpoints the running
+    With `judging.choose_victims`, at each of progress's pruning checkpoints the running
     candidates' snapshots are judged and the victims cancelled and yielded as
-    pruned partials. At the deadline the unfinished ones are cancelled and
-    yielded as partials. Cancelling a run must abort its engine request; closing
-    the iterator early cancels everything still running.
+    pruned partials. With `judging.commit`, at its checkpoint the leaders are chosen, the
+    rest cancelled and yielded as pruned partials, `Committed` is yielded, and
+    from then on the running leaders' new text as `Delta`s (no more than `keep`
+    candidates: committed at once). At the deadline the unfinished ones are
+    cancelled and yielded as partials. Cancelling a run must abort its engine
+    request; closing the iterator early cancels everything still running.
     """
+    choose_victims, commit = (judging.choose_victims, judging.commit) if judging else (None, None)
     tasks = {asyncio.ensure_future(run): i for i, run in enumerate(runs)}
     running = set(tasks)
-    finished = 0
-    judging: asyncio.Task | None = None  # choosing victims at the current checkpoint
+    finished: dict[int, str] = {}  # index -> text
+    judging: asyncio.Task | None = None  # judging the snapshots at the current checkpoint
+    committing = False  # the current checkpoint is the commit point
     try:
+        if commit is not None and len(tasks) <= commit[0].keep:  # nothing to choose: stream from the first token
+            yield Committed(tuple(range(len(tasks))), 0, len(tasks))
+            progress.checkpoints = []  # nothing to prune either: every candidate is a leader
+            progress.follow(set(range(len(tasks))))
         while running:
             waiters = set(running)
-            crossed = None
-            if choose_victims is not None and progress.checkpoints:
+            crossed = news = None
+            if progress.checkpoints and (choose_victims is not None or commit is not None):
                 if judging is None and progress.reached({tasks[t] for t in running}):
                     snapshot = {tasks[t]: progress.snapshots[tasks[t]] for t in running}
-                    judging = asyncio.ensure_future(choose_victims(snapshot, finished))
+                    committing = commit is not None and progress.checkpoints[0] == commit[0].at_tokens
+                    if committing:
+                        judging = asyncio.ensure_future(commit[1](snapshot, dict(finished)))
+                    else:
+                        texts = {i: text for i, (text, _) in snapshot.items()}
+                        judging = asyncio.ensure_future(choose_victims(texts, len(finished)))
                 if judging is not None:
                     waiters.add(judging)
                 else:
                     progress.crossed.clear()
                     crossed = asyncio.ensure_future(progress.crossed.wait())
                     waiters.add(crossed)
+            if progress.followed:
+                news = asyncio.ensure_future(progress.news.wait())
+                waiters.add(news)
             done, _ = await asyncio.wait(
                 waiters, timeout=max(deadline.remaining(), 0), return_when=asyncio.FIRST_COMPLETED
             )
-            if crossed is not None:
-                crossed.cancel()
+            for waiter in (crossed, news):
+                if waiter is not None:
+                    waiter.cancel()
             if not done:  # the deadline passed
                 await _cancel(running, metrics.CANDIDATES_ABORTED)
                 for task in sorted(running, key=tasks.get):
                     yield progress.partial(tasks[task])
                 return
+            for delta in progress.deltas() if progress.followed else ():
+                yield delta
             for task in sorted(done & running, key=tasks.get):
                 running.discard(task)
-                finished += 1
-                yield task.result()
+                candidate = task.result()
+                finished[candidate.index] = candidate.text
+                yield candidate
             if judging is not None and judging.done():
-                victims = set(judging.result())
-                judging = None
+                verdict, judging = judging.result(), None
                 progress.advance()
+                if committing:
+                    victims = set() if verdict is None else {tasks[t] for t in running} - set(verdict[0])
+                else:
+                    victims = set(verdict)
                 doomed = [t for t in running if tasks[t] in victims]
                 await _cancel(doomed, metrics.CANDIDATES_PRUNED)
                 for task in sorted(doomed, key=tasks.get):
                     running.discard(task)
                     yield progress.partial(tasks[task], pruned=True)
+                if committing and verdict is not None:
+                    leaders, scores = verdict
+                    alive = len(running) + len(doomed) + len(finished)
+                    yield Committed(tuple(leaders), commit[0].at_tokens, alive, tuple(scores))
+                    progress.checkpoints = []
+                    progress.follow({tasks[t] for t in running})
     finally:
         if judging is not None:
             judging.cancel()

@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, AsyncIterator
 from service.config import FakeGeneratorConfig
 from service.errors import BadRequest
 from service.generator.base import Generator, Progress, race_deadline
-from service.types import Candidate, Deadline, Prompt, SamplingSpec
+from service.types import Candidate, Committed, Deadline, Delta, Prompt, SamplingSpec
 
 if TYPE_CHECKING:
+    from service.commit import CommitPlan
     from service.pruning import PruningPlan
     from service.reward.catalog import RewardCatalog
 
@@ -73,13 +74,14 @@ class FakeGenerator(Generator):
         return Candidate(i, " ".join(out), reason, len(out), prompt_tokens=progress.prompt_tokens)
 
     async def generate(
-        self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline, pruning: PruningPlan | None = None
-    ) -> AsyncIterator[Candidate]:
+        self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline,
+        pruning: PruningPlan | None = None, commit: CommitPlan | None = None,
+    ) -> AsyncIterator[Candidate | Committed | Delta]:
         prompt_tokens = self.count_prompt_tokens(prompt)
         if prompt_tokens + sampling.max_tokens > self.max_model_len:
             raise BadRequest("prompt plus max_tokens exceeds the model's context", param="max_tokens")
-        progress = Progress(prompt_tokens, pruning.checkpoints if pruning else ())
-        choose = pruning.chooser(self.judge, prompt) if pruning else None
+        judging = self.judging(prompt, n, pruning, commit)
+        progress = Progress(prompt_tokens, judging.checkpoints)
         runs = [self._one(i, prompt, sampling, progress) for i in range(n)]
-        async for candidate in race_deadline(runs, deadline, progress, choose):
-            yield candidate
+        async for event in race_deadline(runs, deadline, progress, judging):
+            yield event

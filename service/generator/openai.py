@@ -20,9 +20,10 @@ import httpx
 from service.config import OpenAIGeneratorConfig
 from service.errors import APIError, BadRequest, Overloaded
 from service.generator.base import Generator, Progress, race_deadline
-from service.types import Candidate, Deadline, Prompt, SamplingSpec
+from service.types import Candidate, Committed, Deadline, Delta, Prompt, SamplingSpec
 
 if TYPE_CHECKING:
+    from service.commit import CommitPlan
     from service.pruning import PruningPlan
     from service.reward.catalog import RewardCatalog
 
@@ -89,13 +90,14 @@ class OpenAIGenerator(Generator):
         return answer["prompt"]
 
     async def generate(
-        self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline, pruning: PruningPlan | None = None
-    ) -> AsyncIterator[Candidate]:
-        progress = Progress(0, pruning.checkpoints if pruning else ())  # prompt tokens: from the server's usage
-        choose = pruning.chooser(self.judge, prompt) if pruning else None
+        self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline,
+        pruning: PruningPlan | None = None, commit: CommitPlan | None = None,
+    ) -> AsyncIterator[Candidate | Committed | Delta]:
+        judging = self.judging(prompt, n, pruning, commit)
+        progress = Progress(0, judging.checkpoints)  # prompt tokens: from the server's usage
         runs = [self._one(i, prompt, sampling, progress) for i in range(n)]
-        async for candidate in race_deadline(runs, deadline, progress, choose):
-            yield candidate
+        async for event in race_deadline(runs, deadline, progress, judging):
+            yield event
 
     async def _one(self, i: int, prompt: Prompt, sampling: SamplingSpec, progress: Progress) -> Candidate:
         path, body = self.request(prompt, sampling, i)

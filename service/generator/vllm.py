@@ -17,9 +17,10 @@ from service.config import VLLMGeneratorConfig
 from service.embedded import resolve_model_path
 from service.errors import BadRequest, Overloaded
 from service.generator.base import Generator, Progress, race_deadline
-from service.types import Candidate, Deadline, Prompt, SamplingSpec
+from service.types import Candidate, Committed, Deadline, Delta, Prompt, SamplingSpec
 
 if TYPE_CHECKING:
+    from service.commit import CommitPlan
     from service.pruning import PruningPlan
     from service.reward.catalog import RewardCatalog
 
@@ -85,8 +86,9 @@ class VLLMGenerator(Generator):
         return self.tokenizer.encode(prompt.text)
 
     async def generate(
-        self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline, pruning: PruningPlan | None = None
-    ) -> AsyncIterator[Candidate]:
+        self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline,
+        pruning: PruningPlan | None = None, commit: CommitPlan | None = None,
+    ) -> AsyncIterator[Candidate | Committed | Delta]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
         from vllm.sampling_params import RequestOutputKind
@@ -109,7 +111,8 @@ class VLLMGenerator(Generator):
             )
 
         request_id = uuid.uuid4().hex
-        progress = Progress(len(ids), pruning.checkpoints if pruning else ())
+        judging = self.judging(prompt, n, pruning, commit)
+        progress = Progress(len(ids), judging.checkpoints)
 
         async def run(i: int) -> Candidate:
             params = SamplingParams(
@@ -132,6 +135,5 @@ class VLLMGenerator(Generator):
             return Candidate(i, final.text, final.finish_reason or "stop", len(final.token_ids), prompt_tokens=len(ids))
 
         # Cancelling run(i) cancels its engine.generate(), which aborts the request in the engine.
-        choose = pruning.chooser(self.judge, prompt) if pruning else None
-        async for candidate in race_deadline([run(i) for i in range(n)], deadline, progress, choose):
-            yield candidate
+        async for event in race_deadline([run(i) for i in range(n)], deadline, progress, judging):
+            yield event
