@@ -74,6 +74,35 @@ def test_a_prompt_of_token_ids_answers_as_its_text_does(service):
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "prompt"
 
 
+def test_a_best_of_8_chat_stream_commits_to_a_leader_and_streams_its_tokens(service):
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "Describe a harbour at dawn."}], "stream": True,
+            "best_of": 8, "max_tokens": 48, "seed": 11, "stream_commit": {"policy": "leader", "at_tokens": 8}}
+    with httpx.stream("POST", f"{service.url}/v1/chat/completions", json=body, timeout=120) as r:
+        lines = [line for line in r.iter_lines() if line.startswith("data: {")]
+    events = [json.loads(line[6:]) for line in lines]
+    pieces = [e["choices"][0]["delta"].get("content") for e in events if e["choices"][0]["finish_reason"] is None]
+    rr = events[-1]["reranking"]
+    assert rr["commit"]["at_tokens"] == 8 and rr["commit"]["candidates_alive"] == 8
+    assert len([p for p in pieces if p]) > 10  # the leader's tokens as the engine made them
+    assert rr["candidates_pruned"] == 7  # every other candidate aborted at the commit
+    assert events[-1]["choices"][0]["finish_reason"] in ("stop", "length")
+
+
+def test_no_empty_winner_on_a_tight_budget_for_a_long_story(service):
+    # Once answered with "" (a candidate that "finished" empty) while seven others had text.
+    body = {"model": MODEL, "prompt": "Tell a long story about a ship.", "max_tokens": 400, "best_of": 8,
+            "seed": 5, "return_candidates": True}
+    for budget_ms in (800, 2000):
+        r = post(service, "/v1/completions", body | {"latency_budget_ms": budget_ms})
+        if r.status_code != 200:  # refused or nothing by the deadline on a slow machine: not a wrong answer
+            assert r.status_code in (503, 504), r.text
+            continue
+        answer = r.json()
+        texts = [c["text"] for c in answer["reranking"]["candidates"]]
+        if any(t.strip() for t in texts):
+            assert answer["choices"][0]["text"].strip(), (budget_ms, texts)
+
+
 def test_chat_uses_the_chat_template(service):
     from transformers import AutoTokenizer
 

@@ -82,6 +82,21 @@ def test_pruning_through_ray_serve_judges_with_the_scorer_deployment(service):
     assert [c["text"] for c in rr["candidates"]] == TEXTS[:2]
 
 
+def test_a_leader_stream_through_ray_serve_streams_the_leader_word_by_word(service):
+    # At 1 token the starts are "A", "The", "A": the fake reward (length) makes candidate 1 the leader.
+    body = {"model": "fake-model", "messages": [{"role": "user", "content": "Hi"}], "stream": True, "best_of": 3,
+            "stream_commit": {"policy": "leader", "at_tokens": 1}, "stream_options": {"include_usage": True}}
+    r = post(service, "/v1/chat/completions", body)
+    events = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: {")]
+    pieces = [e["choices"][0]["delta"].get("content") for e in events if e["choices"]]
+    assert "".join(p for p in pieces if p) == TEXTS[1]
+    assert len([p for p in pieces if p]) >= 4  # word by word from the generator replica, not one block
+    rr = next(e["reranking"] for e in events if "reranking" in e)
+    assert rr["commit"]["at_tokens"] == 1 and rr["commit"]["candidates_alive"] == 3 and rr["candidates_pruned"] == 2
+    # The leader's words and the two others' one or two (aborted while the commit was judged).
+    assert len(TEXTS[1].split()) + 2 <= events[-1]["usage"]["completion_tokens"] <= len(TEXTS[1].split()) + 4
+
+
 def test_chat_streaming_through_ray_serve(service):
     r = post(service, "/v1/chat/completions",
              {"model": "fake-model", "messages": [{"role": "user", "content": "Hi"}], "stream": True})
