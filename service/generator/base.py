@@ -173,7 +173,7 @@ async def race_deadline(
     tasks = {asyncio.ensure_future(run): i for i, run in enumerate(runs)}
     running = set(tasks)
     finished: dict[int, str] = {}  # index -> text
-    judging: asyncio.Task | None = None  # judging the snapshots at the current checkpoint
+    verdict_due: asyncio.Task | None = None  # judging the snapshots at the current checkpoint
     committing = False  # the current checkpoint is the commit point
     try:
         if commit is not None and len(tasks) <= commit[0].keep:  # nothing to choose: stream from the first token
@@ -184,16 +184,16 @@ async def race_deadline(
             waiters = set(running)
             crossed = news = None
             if progress.checkpoints and (choose_victims is not None or commit is not None):
-                if judging is None and progress.reached({tasks[t] for t in running}):
+                if verdict_due is None and progress.reached({tasks[t] for t in running}):
                     snapshot = {tasks[t]: progress.snapshots[tasks[t]] for t in running}
                     committing = commit is not None and progress.checkpoints[0] == commit[0].at_tokens
                     if committing:
-                        judging = asyncio.ensure_future(commit[1](snapshot, dict(finished)))
+                        verdict_due = asyncio.ensure_future(commit[1](snapshot, dict(finished)))
                     else:
                         texts = {i: text for i, (text, _) in snapshot.items()}
-                        judging = asyncio.ensure_future(choose_victims(texts, len(finished)))
-                if judging is not None:
-                    waiters.add(judging)
+                        verdict_due = asyncio.ensure_future(choose_victims(texts, len(finished)))
+                if verdict_due is not None:
+                    waiters.add(verdict_due)
                 else:
                     progress.crossed.clear()
                     crossed = asyncio.ensure_future(progress.crossed.wait())
@@ -219,8 +219,8 @@ async def race_deadline(
                 candidate = task.result()
                 finished[candidate.index] = candidate.text
                 yield candidate
-            if judging is not None and judging.done():
-                verdict, judging = judging.result(), None
+            if verdict_due is not None and verdict_due.done():
+                verdict, verdict_due = verdict_due.result(), None
                 progress.advance()
                 if committing:
                     victims = set() if verdict is None else {tasks[t] for t in running} - set(verdict[0])
@@ -238,8 +238,8 @@ async def race_deadline(
                     progress.checkpoints = []
                     progress.follow({tasks[t] for t in running})
     finally:
-        if judging is not None:
-            judging.cancel()
+        if verdict_due is not None:
+            verdict_due.cancel()
         await _cancel([t for t in tasks if not t.done()], metrics.CANDIDATES_ABORTED)
         # When several candidates fail together the first error is raised; read the
         # others, so asyncio does not log each one as "never retrieved".
