@@ -40,6 +40,11 @@ def test_generator_kind_selects_the_implementation():
         ({"scorer": {"max_batch_size": 0}}, "scorer.max_batch_size"),
         ({"fallback_reward": {"kind": "ensemble", "members": [{"name": "slop"}]}}, "fallback_reward"),
         ({"fallback_reward": {"kind": "slop", "wieght": 1}}, "fallback_reward.slop.wieght"),
+        ({"streaming": {"commit": "eager"}}, "streaming.commit"),
+        ({"streaming": {"commit_tokens": 0}}, "streaming.commit_tokens"),
+        ({"partial_offsets": {"nope": {"tokens": [4], "offsets": [-1.0]}}}, "partial_offsets: nope"),
+        ({"partial_offsets": {"slop": {"tokens": [4, 8], "offsets": [-1.0]}}}, "partial_offsets.slop"),
+        ({"partial_offsets": {"slop": {"tokens": [8, 4], "offsets": [-1.0, 0.0]}}}, "partial_offsets.slop.tokens"),
     ],
 )
 def test_bad_values_name_the_field(args, field):
