@@ -101,6 +101,27 @@ def summarise(records: list[Record]) -> dict:
     }
 
 
+def margin_policy(records: list[Record], ks: list[int], margin: float) -> dict:
+    """Commit at the first k in `ks` where the leader's partial reward leads the
+    runner-up's by at least `margin`, else at the last k: the gain kept and the
+    mean commit point, over the (prompt, best_of) groups of `records`."""
+    groups: dict[tuple[int, int], dict[int, Record]] = {}
+    for r in records:
+        groups.setdefault((r.prompt, r.best_of), {})[r.k] = r
+    chosen = []
+    for by_k in groups.values():
+        for k in ks:
+            first, second = sorted(by_k[k].partial, reverse=True)[:2]
+            if first - second >= margin or k == ks[-1]:
+                chosen.append(by_k[k])
+                break
+    regret = statistics.mean(r.final[r.winner] - r.final[r.leader] for r in chosen)
+    gain = statistics.mean(r.final[r.winner] - r.final[0] for r in chosen)
+    return {"margin": margin, "mean_k": statistics.mean(r.k for r in chosen),
+            "gain_kept": 1 - regret / gain if gain else 0.0,
+            "hit_rate": statistics.mean(r.leader == r.winner for r in chosen)}
+
+
 def prefix(tokenizer, text: str, k: int) -> tuple[str, bool]:
     """The first k tokens of a text, and whether it had more (was cut)."""
     ids = tokenizer.encode(text, add_special_tokens=False)
@@ -199,7 +220,19 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--out", default=None, help="writes <out>.csv, <out>.json, <out>.png")
+    parser.add_argument("--policies", metavar="JSON", help="only weigh margin policies over an earlier run's records")
     args = parser.parse_args()
+    if args.policies:
+        with open(args.policies) as f:
+            records = [Record(**r) for r in json.load(f)["records"]]
+        for n in args.best_of:
+            mine = [r for r in records if r.best_of == n]
+            for ks in ([8, 16, 32], [8, 32], [16, 32], [4, 8, 16, 32]):
+                for margin in (0.5, 1.0, 1.5, 2.0, 3.0):
+                    p = margin_policy(mine, ks, margin)
+                    print(f"best_of {n}, commit points {ks}, margin {margin}: mean k {p['mean_k']:.1f}, "
+                          f"gain kept {p['gain_kept']:.0%}, leader wins {p['hit_rate']:.0%}")
+        return 0
     rows, records = asyncio.run(calibrate(args))
     print("\n| best_of | k | leader wins | winner in top 2 | gain kept (default) | gain kept (style-head) "
           "| partial offset (default) | partial offset (style-head) | cut |")
