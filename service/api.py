@@ -95,7 +95,10 @@ class Routes:
             await held.__aexit__(type(exc), exc, exc.__traceback__)
             raise
         out = EventStream(shape, self.generator.model_name, bool((req.stream_options or {}).get("include_usage")))
-        policy = "leader" if isinstance(first, Commit) and first.info.at_tokens > 0 else "select"
+        if isinstance(first, Commit):
+            policy = "leader" if first.info.at_tokens > 0 else "single"  # single: nothing to choose
+        else:
+            policy = "select"
 
         async def body():
             first_text = True

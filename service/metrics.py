@@ -75,8 +75,9 @@ DEGRADED = Counter(
     "prune_degraded", "Requests scored by the fallback reward; reason: scorer_unavailable or scorer_slow.", ["reason"]
 )
 STREAM_FIRST_TEXT = Histogram(
-    "prune_stream_first_text_seconds", "Streams: from arrival to the first text sent; commit: leader (early) or "
-    "select (after selection).", ["commit"], buckets=LATENCY_BUCKETS,
+    "prune_stream_first_text_seconds", "Streams: from arrival to the first text sent; commit: leader (committed "
+    "early), select (after selection) or single (nothing to choose: from the first token).", ["commit"],
+    buckets=LATENCY_BUCKETS,
 )
 STREAM_COMMIT_TOKENS = Histogram(
     "prune_stream_commit_tokens", "Streams that committed early: tokens each candidate had at the commit point "

@@ -121,7 +121,7 @@ class EventStream:
     sends it."""
 
     def __init__(self, shape: ResponseShape, model: str, include_usage: bool):
-        self.shape, self.model, self.include_usage = shape, model, include_usage
+        self.shape, self.include_usage = shape, include_usage
         self.base = {"id": new_id(shape.id_prefix), "object": shape.chunk_object, "created": now(), "model": model}
         self.sent: dict[int, str] = {}  # each open choice's text so far
 
@@ -139,10 +139,7 @@ class EventStream:
 
     def close(self, plan: RerankPlan, selection: Selection) -> bytes:
         """What is left of each choice, the finishes and the account; then [DONE]."""
-        if not self.sent:
-            out = [self.open(len(selection.chosen))]
-        else:
-            out = []
+        out = [] if self.sent else [self.open(len(selection.chosen))]  # a select stream opens at the end
         account = reranking(plan, selection).model_dump(exclude_none=True)
         for i, sc in enumerate(selection.chosen):
             rest = sc.candidate.text[len(self.sent[i]):] if sc.candidate.text.startswith(self.sent[i]) else ""

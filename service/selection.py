@@ -12,7 +12,6 @@ candidate, so results are deterministic for a given set of candidates.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import statistics
 import time
 from dataclasses import dataclass
