@@ -266,24 +266,25 @@ async def rerank(
             if isinstance(event, Committed):
                 committed = event
                 info = CommitInfo(event.at_tokens, budget.elapsed_ms(time.time()), event.alive, event.scores)
-                yield Commit(len(event.leaders), info)
-                for choice, i in enumerate(event.leaders):  # a finished leader is there whole already
-                    if i in candidates:
-                        sent[i] = candidates[i].text
-                        yield Piece(choice, sent[i])
-                continue
-            if isinstance(event, Delta):
-                event = Candidate(event.index, event.text, "length", event.tokens, finished=False)
+                leaders = [candidates[i] for i in event.leaders if i in candidates]  # finished: there whole already
+            elif isinstance(event, Delta):
+                leaders = [Candidate(event.index, event.text, "length", event.tokens, finished=False)]
             else:
                 candidates[event.index] = event
                 if event.finished:
                     scorer.add(event)
-            if committed is not None and event.index in committed.leaders:
-                piece = new_text(sent.get(event.index, ""), event.text)
-                if piece:
-                    sent[event.index] = sent.get(event.index, "") + piece
-                    yield Piece(committed.leaders.index(event.index), piece)
+                leaders = [event] if committed is not None and event.index in committed.leaders else []
+            for leader in leaders:
+                piece = new_text(sent.get(leader.index, ""), leader.text)
+                if not piece:
+                    continue
+                if not sent:  # the stream begins with its first text: until then a 504 is still possible
+                    yield Commit(len(committed.leaders), info)
+                sent[leader.index] = sent.get(leader.index, "") + piece
+                yield Piece(committed.leaders.index(leader.index), piece)
         generated = time.perf_counter()
+        if committed is not None and not sent:  # committed, but no text came: answered as if it never had
+            committed = info = None
         if committed is not None:  # the leaders are the answer; their rewards are for the account
             finals = [candidates.get(i) or Candidate(i, sent.get(i, ""), "length", 0, finished=False)
                       for i in committed.leaders]

@@ -201,12 +201,14 @@ async def race_deadline(
             if progress.followed:
                 news = asyncio.ensure_future(progress.news.wait())
                 waiters.add(news)
-            done, _ = await asyncio.wait(
-                waiters, timeout=max(deadline.remaining(), 0), return_when=asyncio.FIRST_COMPLETED
-            )
-            for waiter in (crossed, news):
-                if waiter is not None:
-                    waiter.cancel()
+            try:
+                done, _ = await asyncio.wait(
+                    waiters, timeout=max(deadline.remaining(), 0), return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:  # also when this is closed while waiting: no waiter left pending
+                for waiter in (crossed, news):
+                    if waiter is not None:
+                        waiter.cancel()
             if not done:  # the deadline passed
                 await _cancel(running, metrics.CANDIDATES_ABORTED)
                 for task in sorted(running, key=tasks.get):

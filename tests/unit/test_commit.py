@@ -148,3 +148,15 @@ def test_offsets_interpolate_and_never_credit_a_partial():
 def test_a_commit_plan_refuses_nonsense():
     with pytest.raises(ValueError):
         CommitPlan(at_tokens=0, keep=1, reward_model="fake")
+
+
+def test_a_stream_that_gets_no_text_by_the_deadline_has_not_begun_and_is_a_504():
+    # Committed at once (nothing to choose), but no token by the deadline: no Commit was
+    # sent, so the client still gets the 504 a buffered request would, not an empty 200.
+    from service.errors import BudgetExhausted
+
+    gen = FakeGenerator(FakeGeneratorConfig(texts=[TEXTS[0]], candidate_delays_s=[5]))
+    seen = []
+    with pytest.raises(BudgetExhausted):
+        stream(gen, best_of=1, commit=leader(), ms=400, on_event=lambda event, _: seen.append(event))
+    assert seen == []
