@@ -15,7 +15,7 @@ import asyncio
 import statistics
 import time
 from dataclasses import dataclass
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 from service.budget import Budget
 from service.commit import CommitPlan
@@ -288,36 +288,16 @@ async def rerank(
         if committed is not None:  # the leaders are the answer; their rewards are for the account
             finals = [candidates.get(i) or Candidate(i, sent.get(i, ""), "length", 0, finished=False)
                       for i in committed.leaders]
-            for final in finals:
-                scorer.add(final)
-            await scorer.drain(budget.select_by, budget.give_up_by)
+            chosen = await _score_leaders(scorer, finals, committed.scores, budget)
         else:
-            partials = [c for c in candidates.values() if not c.finished and c.text.strip()]
-            for candidate in sorted(partials, key=lambda c: c.index):  # they compete with the finished, fairly
-                if not candidate.pruned and not degenerate(candidate):
-                    scorer.add(candidate)
-            await scorer.drain(budget.select_by, budget.give_up_by)
-            if all(degenerate(sc.candidate) for sc in scorer.scored):  # nothing worth having: the last resorts
-                # The pruned were judged worse already, the degenerate are near empty: only if nothing else has text.
-                for candidate in [c for c in partials if not degenerate(c)] or partials:
-                    scorer.add(candidate)
-                await scorer.drain(budget.give_up_by, budget.give_up_by)
+            await _score_partials(scorer, list(candidates.values()), budget, degenerate)
     finally:
         scorer.cancel()  # client gone, a failure or the deadline: no scoring for nobody
         await stream.aclose()
-    if committed is not None:
-        # The text is out: no 504 now. A leader whose scoring the deadline cut keeps its
-        # reward at the commit point, and the account says the scoring was cut.
-        by_text = {sc.candidate.text.strip(): sc.score for sc in scorer.scored}
-        if any(final.text.strip() not in by_text for final in finals):
-            scorer.degraded = scorer.degraded or "scorer_slow"
-        at_commit = list(committed.scores) + [0.0] * len(finals)
-        chosen = [ScoredCandidate(final, by_text.get(final.text.strip(), at_commit[j])) for j, final in enumerate(finals)]
-    elif not scorer.batches:
-        raise out_of_time("the latency budget ran out before any candidate produced text")
-    scored = sorted(scorer.scored, key=lambda sc: sc.candidate.index)
     if committed is None:
-        chosen = sorted(scored, key=lambda sc: (
+        if not scorer.batches:
+            raise out_of_time("the latency budget ran out before any candidate produced text")
+        chosen = sorted(scorer.scored, key=lambda sc: (
             degenerate(sc.candidate),
             -(sc.score + adjustment(offsets, sc.candidate.finished, sc.candidate.completion_tokens)),
             sc.candidate.index,
@@ -325,7 +305,7 @@ async def rerank(
     everything = list(candidates.values())
     yield Selection(
         chosen=chosen,
-        scored=scored,
+        scored=sorted(scorer.scored, key=lambda sc: sc.candidate.index),
         candidates_generated=len(everything),
         prompt_tokens=everything[0].prompt_tokens if everything else 0,
         completion_tokens=sum(c.completion_tokens for c in everything),
@@ -336,6 +316,39 @@ async def rerank(
         degraded=scorer.degraded,
         commit=info,
     )
+
+
+async def _score_leaders(
+    scorer: _Scorer, finals: list[Candidate], at_commit: tuple[float, ...], budget: Budget
+) -> list[ScoredCandidate]:
+    """The committed leaders' final texts, scored for the account. Their text is out:
+    no 504 now; a leader whose scoring the deadline cut keeps its reward at the
+    commit point, and the account says the scoring was cut."""
+    for final in finals:
+        scorer.add(final)
+    await scorer.drain(budget.select_by, budget.give_up_by)
+    by_text = {sc.candidate.text.strip(): sc.score for sc in scorer.scored}
+    if any(final.text.strip() not in by_text for final in finals):
+        scorer.degraded = scorer.degraded or "scorer_slow"
+    stand_in = list(at_commit) + [0.0] * len(finals)
+    return [ScoredCandidate(final, by_text.get(final.text.strip(), stand_in[j])) for j, final in enumerate(finals)]
+
+
+async def _score_partials(
+    scorer: _Scorer, candidates: list[Candidate], budget: Budget, degenerate: Callable[[Candidate], bool]
+) -> None:
+    """Add the texts the deadline cut short: they compete with the finished ones, fairly.
+    The pruned (judged worse already) and the degenerate (near empty) only if nothing
+    else has text."""
+    partials = sorted((c for c in candidates if not c.finished and c.text.strip()), key=lambda c: c.index)
+    for candidate in partials:
+        if not candidate.pruned and not degenerate(candidate):
+            scorer.add(candidate)
+    await scorer.drain(budget.select_by, budget.give_up_by)
+    if all(degenerate(sc.candidate) for sc in scorer.scored):  # nothing worth having: the last resorts
+        for candidate in [c for c in partials if not degenerate(c)] or partials:
+            scorer.add(candidate)
+        await scorer.drain(budget.give_up_by, budget.give_up_by)
 
 
 async def best_of_n(*args, **kwargs) -> Selection:
