@@ -4,9 +4,11 @@ Anytime: candidates are scored as they finish, in micro-batches (whatever
 finished while the previous scoring call ran goes into the next one), so the
 best-so-far is always known and little scoring is left when the deadline comes.
 At the deadline the generator hands back the unfinished candidates' partial
-texts; the best *finished* candidate wins, and only if none finished are the
-partial ones scored. Identical texts count once; ties go to the earlier
-candidate, so results are deterministic for a given set of candidates.
+texts, which compete with the finished ones, their rewards corrected for how the
+reward model overrates cut texts (service.partials). A stream that committed to
+its leaders (service.commit) passes their text on as it comes, and they are the
+answer. Identical texts count once; ties go to the earlier candidate, so results
+are deterministic for a given set of candidates.
 """
 
 from __future__ import annotations
