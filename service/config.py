@@ -167,12 +167,46 @@ RewardConfig = Annotated[
 # --- deployments and limits -------------------------------------------------
 
 
+class AutoscalingConfig(Strict):
+    """Ray Serve's autoscaling of one deployment: replicas follow the calls each one holds."""
+
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(ge=1)
+    initial_replicas: int | None = Field(None, ge=0)
+    target_ongoing_requests: float = Field(
+        2.0, gt=0, description="Calls in flight per replica that Ray aims for; more adds replicas."
+    )
+    upscale_delay_s: float = Field(30.0, ge=0, description="How long the need must last before replicas are added.")
+    downscale_delay_s: float = Field(600.0, ge=0, description="How long before idle replicas are removed.")
+    metrics_interval_s: float = Field(10.0, gt=0)
+    look_back_period_s: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _within_bounds(self) -> "AutoscalingConfig":
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must not exceed max_replicas")
+        if self.initial_replicas is not None and not self.min_replicas <= self.initial_replicas <= self.max_replicas:
+            raise ValueError("initial_replicas must lie between min_replicas and max_replicas")
+        return self
+
+
 class DeploymentConfig(Strict):
-    """Ray Serve options of one deployment; scale each part on its own."""
+    """Ray Serve options of one deployment; scale and place each part on its own."""
 
     num_replicas: int = Field(1, ge=1)
     num_cpus: float = Field(0, ge=0)
     num_gpus: float = Field(0, ge=0)
+    resources: dict[str, float] = Field(
+        default_factory=dict, description="Custom Ray resources each replica needs, e.g. {scorer_node: 1}: it "
+        "runs only on nodes started with them (`ray start --resources`)."
+    )
+    label_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node labels a replica's node must have (`ray start --labels`)."
+    )
+    accelerator_type: str | None = Field(None, description="Ray's accelerator type, e.g. H100, for GPU replicas.")
+    autoscaling: AutoscalingConfig | None = Field(
+        None, description="Replicas follow the load between min and max (instead of num_replicas)."
+    )
     max_ongoing_requests: int = Field(256, ge=1, description="Calls one replica works on at once.")
     max_queued_requests: int = Field(
         256, ge=1, description="Calls waiting for a replica, past which Ray refuses at once (503 + Retry-After): "
@@ -184,13 +218,24 @@ class DeploymentConfig(Strict):
         "generator (its engine included) leaves the ingress CPU to refuse and answer on time under overload."
     )
 
+    @model_validator(mode="after")
+    def _replicas_fixed_or_autoscaled(self) -> "DeploymentConfig":
+        if self.autoscaling is not None and "num_replicas" in self.model_fields_set:
+            raise ValueError("give num_replicas or autoscaling, not both")
+        return self
+
     def ray_options(self) -> dict[str, Any]:
-        return {
-            "num_replicas": self.num_replicas,
+        actor: dict[str, Any] = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
+        placement = {"resources": self.resources, "label_selector": self.label_selector,
+                     "accelerator_type": self.accelerator_type}
+        actor |= {key: value for key, value in placement.items() if value}
+        replicas = ({"autoscaling_config": self.autoscaling.model_dump(exclude_none=True)} if self.autoscaling
+                    else {"num_replicas": self.num_replicas})
+        return replicas | {
             "max_ongoing_requests": self.max_ongoing_requests,
             "max_queued_requests": self.max_queued_requests,
             "backpressure_config": {"status_code": 503, "retry_after_s": self.backpressure_retry_after_s},
-            "ray_actor_options": {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus},
+            "ray_actor_options": actor,
         }
 
 

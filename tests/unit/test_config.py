@@ -58,3 +58,36 @@ def test_a_file_without_the_prune_application_is_rejected(tmp_path):
     path.write_text(yaml.safe_dump({"applications": [{"import_path": "other:app"}]}))
     with pytest.raises(ConfigError, match="service.app:build_app"):
         load_serve_file(path)
+
+
+def test_placement_and_autoscaling_reach_ray_as_options_it_accepts():
+    from ray import serve
+
+    from service.app import GeneratorServer
+
+    config = parse_config({"generator_deployment": {
+        "num_gpus": 1, "resources": {"generator_node": 1}, "label_selector": {"pool": "gpu"},
+        "accelerator_type": "H100",
+        "autoscaling": {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 8, "upscale_delay_s": 5},
+    }})
+    options = config.generator_deployment.ray_options()
+    assert "num_replicas" not in options
+    assert options["autoscaling_config"]["max_replicas"] == 4 and options["autoscaling_config"]["upscale_delay_s"] == 5
+    assert options["ray_actor_options"] == {"num_cpus": 0, "num_gpus": 1, "resources": {"generator_node": 1},
+                                            "label_selector": {"pool": "gpu"}, "accelerator_type": "H100"}
+    deployment = serve.deployment(GeneratorServer, name="generator").options(**options)  # Ray's own checks
+    assert deployment._deployment_config.autoscaling_config.max_replicas == 4
+    # One machine, nothing said: one replica, no placement constraints.
+    assert parse_config({}).generator_deployment.ray_options()["ray_actor_options"] == {"num_cpus": 0, "num_gpus": 0}
+
+
+@pytest.mark.parametrize("deployment, field", [
+    ({"num_replicas": 2, "autoscaling": {"max_replicas": 3}}, "num_replicas or autoscaling"),
+    ({"autoscaling": {"min_replicas": 3, "max_replicas": 2}}, "min_replicas must not exceed"),
+    ({"autoscaling": {"max_replicas": 2, "initial_replicas": 5}}, "initial_replicas"),
+    ({"autoscaling": {"max_replicas": 2, "target": 1}}, "scorer.autoscaling.target"),
+])
+def test_bad_autoscaling_is_refused_naming_the_field(deployment, field):
+    with pytest.raises(ConfigError) as info:
+        parse_config({"scorer": deployment})
+    assert field in str(info.value)
