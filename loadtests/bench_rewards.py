@@ -76,7 +76,10 @@ async def measure(model, batch: int, texts: list[str], min_seconds: float) -> fl
 
     prompt = Prompt(text="Answer the question well.", max_tokens=128)
     jobs = [[(prompt, texts[i : i + batch])] for i in range(0, len(texts), batch)]
-    await model.score_many(jobs[0])  # warm-up; loads weights on first use
+    # Warm-up over every job, not one: weights load on first use, and on CUDA each new
+    # shape (batch x padded length) loads or picks kernels the first time it is seen.
+    for job in jobs:
+        await model.score_many(job)
     done, started = 0, time.perf_counter()
     while True:
         for job in jobs:

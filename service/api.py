@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -64,8 +64,9 @@ class BodyLimit:
 class Routes:
     """The endpoints, each a few lines; the request path itself is the Reranker's."""
 
-    def __init__(self, reranker: Reranker):
+    def __init__(self, reranker: Reranker, metrics_targets: Callable[[], Awaitable[list[dict]]] | None = None):
         self.reranker, self.config = reranker, reranker.config
+        self.metrics_targets_of = metrics_targets
         self.generator, self.catalog = reranker.generator, reranker.catalog
         # Read here, in the ingress replica, where the environment and secret files are.
         self.keys = resolve_keys(self.config.callers, self.config.api_keys)
@@ -171,8 +172,13 @@ class Routes:
         return {"status": "ready"}
 
     async def metrics(self) -> Response:
+        """This node's replicas (one node: the whole service; a cluster: scrape /metrics/targets instead)."""
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
+
+    async def metrics_targets(self) -> list[dict]:
+        """Prometheus HTTP service discovery: every live node's metrics exporter."""
+        return await self.metrics_targets_of() if self.metrics_targets_of else []
 
 
 async def on_api_error(request: Request, exc: APIError) -> JSONResponse:
@@ -209,14 +215,14 @@ async def count_requests(request: Request, call_next):
     # The matched route template, never the raw path: label values stay bounded.
     route = request.scope.get("route")
     endpoint = route.path if route is not None else "unmatched"
-    if endpoint != "/metrics":
+    if not endpoint.startswith("/metrics"):
         metrics.REQUESTS.labels(endpoint, str(response.status_code)).inc()
         metrics.REQUEST_LATENCY.labels(endpoint).observe(time.time() - request.state.arrived)
     return response
 
 
-def create_api(reranker: Reranker) -> FastAPI:
-    routes = Routes(reranker)
+def create_api(reranker: Reranker, metrics_targets: Callable[[], Awaitable[list[dict]]] | None = None) -> FastAPI:
+    routes = Routes(reranker, metrics_targets)
     api = FastAPI(title="prune", description="Best-of-N reranking with a style reward model.")
     api.add_exception_handler(APIError, on_api_error)
     api.add_exception_handler(RequestValidationError, on_validation_error)
@@ -231,5 +237,6 @@ def create_api(reranker: Reranker) -> FastAPI:
     api.get("/healthz")(routes.healthz)
     api.get("/readyz")(routes.readyz)
     api.get("/metrics")(routes.metrics)
+    api.get("/metrics/targets")(routes.metrics_targets)
     api.add_middleware(BodyLimit, max_bytes=reranker.limits.max_body_bytes)
     return api

@@ -25,7 +25,7 @@ from ray.exceptions import NodeDiedError, RayActorError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
 
-from service import metrics
+from service import metrics, node_metrics
 from service.callers import CallerLedger, CallerLimits, limits_of
 from service.commit import CommitPlan
 from service.config import GeneratorConfig, ScorerConfig, ServiceConfig, cache_dir, parse_config, parse_rewards
@@ -78,6 +78,7 @@ def unwrapping_ray_errors():
 
 class GeneratorServer:
     async def __init__(self, config: GeneratorConfig, scorer: DeploymentHandle):
+        node_metrics.serve_node_metrics()
         # Requests that prune have their partial texts judged by the scorer deployment.
         self.generator = make_generator(config, judge=ScorerCatalog(scorer))
         await self.generator.start()
@@ -122,6 +123,7 @@ class ScorerServer:
     restarts nothing else (Ray Serve's lightweight update)."""
 
     def __init__(self, scorer: ScorerConfig):
+        node_metrics.serve_node_metrics()
         self.models: dict[str, RewardModel] = {}
         self.default = ""
         self.score_jobs.set_max_batch_size(scorer.max_batch_size)
@@ -326,12 +328,14 @@ class Ingress:
     ):
         from service.api import create_api
 
+        node_metrics.serve_node_metrics()
         config = parse_config(config_args)
         remote_generator = RemoteGenerator(generator, await generator.info.remote())
         # One ledger for every ingress replica: per-replica counters would multiply each caller's limits.
         limited = set(limits_of(config.callers))
         callers = CallerLimits(LedgerHandle(ledger), limited=limited)
-        self.api = create_api(Reranker(config, remote_generator, ScorerCatalog(scorer), callers=callers))
+        reranker = Reranker(config, remote_generator, ScorerCatalog(scorer), callers=callers)
+        self.api = create_api(reranker, metrics_targets=lambda: asyncio.to_thread(node_metrics.targets))
 
     def __serve_build_asgi_app__(self):
         return self.api
@@ -346,11 +350,12 @@ def build_app(args: dict[str, Any]) -> serve.Application:
     config = parse_config(args)
     folder = metrics_dir(config)
     folder.mkdir(parents=True, exist_ok=True)
-    # Every replica on the node writes its metrics there; the ingress merges them.
-    # Ray starts workers at nice 15, which on a small machine puts the engine behind
+    # Every replica writes its metrics into its node's subfolder; the node's exporter
+    # (and the ingress's /metrics, for its own node) merge them. Ray starts workers at nice 15, which on a small machine puts the engine behind
     # Ray's own housekeeping: replicas run at their deployment's niceness (default 0).
     def runtime_env(niceness: int) -> dict[str, Any]:
-        return {"env_vars": {"PROMETHEUS_MULTIPROC_DIR": str(folder), "RAY_worker_niceness": str(niceness)}}
+        return {"env_vars": {node_metrics.FOLDER_ENV: str(folder), node_metrics.PORT_ENV: str(config.metrics_port),
+                             "RAY_worker_niceness": str(niceness)}}
 
     def options(deployment_config) -> dict[str, Any]:
         opts = deployment_config.ray_options()
@@ -375,4 +380,6 @@ def build_app(args: dict[str, Any]) -> serve.Application:
         .bind(limits_of(config.callers))
     )
     ingress = serve.deployment(serve.ingress()(Ingress), name="ingress").options(**options(config.ingress))
-    return ingress.bind(config.model_dump(mode="json"), generator, scorer, ledger)
+    # What was given, not every default: the ingress re-validates it, and a default written
+    # out (num_replicas beside autoscaling) would read as given.
+    return ingress.bind(config.model_dump(mode="json", exclude_unset=True), generator, scorer, ledger)

@@ -178,7 +178,10 @@ class AutoscalingConfig(Strict):
     )
     upscale_delay_s: float = Field(30.0, ge=0, description="How long the need must last before replicas are added.")
     downscale_delay_s: float = Field(600.0, ge=0, description="How long before idle replicas are removed.")
-    metrics_interval_s: float = Field(10.0, gt=0)
+    metrics_interval_s: float | None = Field(
+        None, gt=0, description="Deprecated by Ray Serve 2.60 (it warns): set RAY_SERVE_REPLICA_AUTOSCALING_METRIC_"
+        "PUSH_INTERVAL_S and RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S on the nodes instead (default 10 s)."
+    )
     look_back_period_s: float = Field(30.0, gt=0)
 
     @model_validator(mode="after")
@@ -428,7 +431,12 @@ class ServiceConfig(Strict):
     generator_deployment: DeploymentConfig = Field(default_factory=DeploymentConfig)
     scorer: ScorerConfig = Field(default_factory=ScorerConfig)
     metrics_dir: str | None = Field(
-        None, description="Folder shared by the replicas on a node for Prometheus metrics."
+        None, description="Folder for Prometheus metrics: the replicas of each Ray node write into a subfolder of "
+        "their node, merged by that node's exporter (default: <cache>/metrics)."
+    )
+    metrics_port: int = Field(
+        9464, ge=0, le=65535, description="Port of each node's metrics exporter (prune_ metrics of that node's "
+        "replicas); taken, or 0: any free port. GET /metrics/targets lists them for Prometheus."
     )
     fallback_reward: RewardConfig | None = Field(
         default_factory=SlopRewardConfig,

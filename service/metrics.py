@@ -1,9 +1,10 @@
 """Every Prometheus metric of the service, in one place.
 
-Replicas are separate processes. With PROMETHEUS_MULTIPROC_DIR set (the app
-builder sets it for every replica on a node), prometheus_client writes values to
-files in that folder and `render()` merges all of them, so GET /metrics on the
-ingress covers the whole application on the node. Label values are never
+Replicas are separate processes. With PRUNE_METRICS_DIR set (the app builder
+sets it for every replica), prometheus_client writes values to files in a folder
+of the replica's Ray node and `render()` merges all of them, so GET /metrics on
+the ingress covers the whole application on its node; on a cluster each node's
+exporter serves its own (service.node_metrics). Label values are never
 user-controlled: endpoints are route templates, statuses are numbers, reward
 model names are validated against the config before use.
 """
@@ -13,6 +14,10 @@ from __future__ import annotations
 import os
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+
+from service.node_metrics import bind_node_folder
+
+bind_node_folder()  # before the first metric is created: values go to this node's folder
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120)
 REWARD_BUCKETS = (-20, -10, -5, -3, -2, -1, -0.5, 0, 0.5, 1, 2, 5, 10, 100, 1000)
@@ -99,8 +104,8 @@ class _OnlyOurs:
         return [family for family in self.source.collect() if family.name.startswith("prune_")]
 
 
-def render() -> tuple[bytes, str]:
-    """The metrics text of every process on this node (or of this process alone)."""
+def node_registry() -> CollectorRegistry:
+    """prune's metrics of every process on this node (or of this process alone)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
@@ -110,4 +115,9 @@ def render() -> tuple[bytes, str]:
         source = REGISTRY
     registry = CollectorRegistry()
     registry.register(_OnlyOurs(source))
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+    return registry
+
+
+def render() -> tuple[bytes, str]:
+    """The metrics text of every process on this node (or of this process alone)."""
+    return generate_latest(node_registry()), CONTENT_TYPE_LATEST

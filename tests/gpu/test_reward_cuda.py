@@ -32,9 +32,13 @@ def test_sequence_classifier_runs_bf16_on_cuda_and_batches_consistently(tiny_cla
     assert together == pytest.approx(alone, abs=0.05)  # bf16: padding changes rounding, not the answer
 
 
-def test_embedding_head_on_cuda_prefers_the_plain_answer():
-    model = EmbeddingHeadReward(EmbeddingHeadRewardConfig(device="auto"))
-    scores = asyncio.run(model.score(PROMPT, ["Great question! It's worth noting it depends. I hope this helps!",
-                                              "Keep it in a paper bag for two days, then freeze it sliced."])).values
-    assert model.encoder.device == "cuda"
-    assert scores[1] > scores[0]
+def test_embedding_head_on_cuda_scores_as_on_the_cpu():
+    texts = ["Great question! It's worth noting it depends. I hope this helps!",
+             "Keep it in a paper bag for two days, then freeze it sliced.", *TEXTS]
+    on_cuda = EmbeddingHeadReward(EmbeddingHeadRewardConfig(device="auto"))
+    on_cpu = EmbeddingHeadReward(EmbeddingHeadRewardConfig(device="cpu"))
+    cuda_scores = asyncio.run(on_cuda.score(PROMPT, texts)).values
+    assert on_cuda.encoder.device == "cuda"
+    # Same encoder in fp32 on both: the GPU ranks as the CPU does (fp32 kernels differ in rounding only).
+    assert cuda_scores == pytest.approx(asyncio.run(on_cpu.score(PROMPT, texts)).values, abs=0.02)
+    assert len(set(cuda_scores)) == len(texts)

@@ -1,0 +1,127 @@
+"""Metrics from every node of a Ray cluster: one exporter per node, found through the ingress.
+
+Each replica writes its metrics into a folder of its own Ray node
+(prometheus_client's multiprocess mode; `bind_node_folder`). On each node exactly
+one process serves that folder at http://<node ip>:<metrics_port>/metrics: every
+replica starts `serve_node_metrics`, which waits for the folder's lock; the holder
+serves, and when it dies (replica replaced, scaled down) the lock passes to
+another replica of the node within seconds. The holder records its address in
+Ray's key-value store, and `GET /metrics/targets` on the ingress lists the
+addresses of the live nodes in Prometheus's HTTP service-discovery format.
+
+So Prometheus scrapes each node once and sums across nodes: a counter is
+counted on the node where it was incremented, never twice. A folder per node
+(not per machine) keeps that true when several Ray nodes share a machine, as in
+the test suite's local cluster.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+FOLDER_ENV = "PRUNE_METRICS_DIR"  # the base folder; each node writes into <base>/node-<id>
+PORT_ENV = "PRUNE_METRICS_PORT"
+KV_NAMESPACE = "prune_metrics"
+_LOCK_RETRY_S = 2.0
+_started = False
+
+
+def _ray_node() -> tuple[str, str] | None:
+    """(node id, node ip) of this process's Ray node, or None outside Ray."""
+    try:
+        import ray
+    except ImportError:
+        return None
+    if not ray.is_initialized():
+        return None
+    return ray.get_runtime_context().get_node_id(), ray.util.get_node_ip_address()
+
+
+def bind_node_folder() -> str | None:
+    """Point prometheus_client's multiprocess mode at this node's folder.
+
+    Must run before any metric is created (service.metrics calls it at import).
+    The folder depends on the node, which is only known inside the replica, so
+    PROMETHEUS_MULTIPROC_DIR cannot simply be set in the deployment's environment.
+    """
+    base = os.environ.get(FOLDER_ENV)
+    if not base:
+        return None
+    node = _ray_node()
+    folder = Path(base) / f"node-{node[0][:16] if node else 'local'}"
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    from prometheus_client import values
+
+    values.ValueClass = values.MultiProcessValue()
+    return str(folder)
+
+
+def serve_node_metrics() -> None:
+    """Called by every replica: serve this node's metrics if no other process does
+    (now or once the one that does dies). Returns at once; a daemon thread waits."""
+    global _started
+    folder, node = os.environ.get("PROMETHEUS_MULTIPROC_DIR"), _ray_node()
+    if _started or not folder or node is None or not os.environ.get(PORT_ENV):
+        return
+    _started = True
+    threading.Thread(target=_serve_when_elected, args=(Path(folder), int(os.environ[PORT_ENV]), *node),
+                     daemon=True, name="prune-node-metrics").start()
+
+
+def _serve_when_elected(folder: Path, port: int, node_id: str, node_ip: str) -> None:
+    from prometheus_client import start_http_server
+
+    from service.metrics import node_registry
+
+    lock = open(folder / "exporter.lock", "a+")  # held (never closed) for the life of this process
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            time.sleep(_LOCK_RETRY_S)
+    try:
+        server, _ = start_http_server(port, addr=node_ip, registry=node_registry())
+    except OSError:  # the port is taken (another Ray node on this machine): any free one; discovery tells
+        log.warning("metrics port %s is in use on %s; serving this node's metrics on a free port", port, node_ip)
+        server, _ = start_http_server(0, addr=node_ip, registry=node_registry())
+    address = f"{node_ip}:{server.server_port}"
+    from ray.experimental import internal_kv
+
+    internal_kv._internal_kv_put(node_id, address, overwrite=True, namespace=KV_NAMESPACE)
+    log.info("serving this node's metrics at http://%s/metrics", address)
+
+
+def targets() -> list[dict[str, Any]]:
+    """Prometheus HTTP service discovery: one target group per live node with an exporter."""
+    import ray
+    from ray.experimental import internal_kv
+
+    alive = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
+    groups = []
+    for key in internal_kv._internal_kv_list("", namespace=KV_NAMESPACE):
+        node_id = key.decode()
+        address = internal_kv._internal_kv_get(node_id, namespace=KV_NAMESPACE)
+        if node_id in alive and address and _answers(address.decode()):
+            groups.append({"targets": [address.decode()], "labels": {"ray_node_id": node_id}})
+    return sorted(groups, key=lambda group: group["targets"][0])
+
+
+def _answers(address: str, timeout_s: float = 0.5) -> bool:
+    """A node whose replicas are all gone (scaled down) keeps its stale address: leave it out."""
+    host, port = address.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
