@@ -1,17 +1,12 @@
 """prune on a local Ray cluster of four nodes (`pytest -k multinode`).
 
-Ray's own `ray.cluster_utils.Cluster` starts a head and three worker nodes on this
-machine, each a raylet of its own with its own custom resources, all on 127.0.0.1:
-
-    head     {ingress: 1}     the ingress, Serve's controller and HTTP proxy
-    gen-a    {generator: 1}   generator replicas (the fake generator)
-    gen-b    {generator: 1}   generator replicas: where they go when gen-a dies
-    scorer   {scorer: 1}      the scorer (the real slop reward)
-
-The deployments are placed only by the YAML's `resources`. The cluster and the
-application are shared by the tests of this module, which run in order: placement,
-metrics from every node, autoscaling under load, and a node killed under load.
-Figures are printed (pytest -s) for the closing notes.
+loadtests.local_cluster starts Ray's own `ray.cluster_utils.Cluster` on this
+machine, a head and three worker nodes (gen-a, gen-b, scorer), each a raylet with
+its own custom resources, all on 127.0.0.1, and deploys deploy/cluster.yaml: the
+fake generator (autoscaled 1-3) and the real slop reward, placed only by that
+file's `resources`. The cluster is shared by the tests of this module, which run
+in order: placement, metrics from every node, autoscaling under load, a node
+killed under load. Figures are printed (pytest -s) for the closing notes.
 """
 
 from __future__ import annotations
@@ -23,113 +18,32 @@ import time
 import httpx
 import pytest
 
+from loadtests.local_cluster import LOOPBACK_ENV, LocalCluster, read_config
 from tests.metrics_text import sample
-from tests.service_process import free_port
+from tests.service_process import ROOT, free_port
 
 pytestmark = pytest.mark.multinode
 
-TEXTS = ["One plain answer.", "Another plain answer, a little longer than that.", "A third answer."]
-# Ray notices a dead node after health_check_failure_threshold missed checks of
-# health_check_period_ms each (defaults: 5 x 3 s); shortened so the test stays short.
-FAST_FAILURE_DETECTION = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500,
-                          "health_check_timeout_ms": 500, "health_check_failure_threshold": 3}
-
-
-def serve_file(metrics_dir: str) -> dict:
-    return {
-        "proxy_location": "HeadOnly",
-        "applications": [{
-            "name": "prune",
-            "route_prefix": "/",
-            "import_path": "service.app:build_app",
-            "args": {
-                # Candidate 3 starts after 30 s: cut at every deadline, so the generator's
-                # replica counts an abort (a metric written on the generator's node).
-                "generator": {"kind": "fake", "texts": TEXTS, "seconds_per_token": 0.1,
-                              "candidate_delays_s": [0, 0, 0, 30]},
-                "reward_models": {"slop": {"kind": "slop"}},
-                "default_reward_model": "slop",
-                "limits": {"best_of_default": 4, "latency_budget_ms_default": 2000},
-                "admission": {"enabled": False},  # the fake's fixed delays teach it nothing true
-                "ingress": {"num_replicas": 1, "resources": {"ingress": 0.1}},
-                "generator_deployment": {
-                    "resources": {"generator": 0.1},
-                    "autoscaling": {"min_replicas": 1, "max_replicas": 3, "target_ongoing_requests": 1,
-                                    "upscale_delay_s": 1, "downscale_delay_s": 4,
-                                    "look_back_period_s": 2},
-                },
-                "scorer": {"num_replicas": 1, "resources": {"scorer": 0.1}},
-                "metrics_dir": metrics_dir,
-                "metrics_port": 0,  # four nodes on one machine: each exporter on a free port
-            },
-        }],
-    }
-
-
-class LocalCluster:
-    def __init__(self, tmp):
-        import ray
-        from ray import serve
-        from ray.cluster_utils import Cluster
-
-        from service.config import ServeFile
-        from service.serve import deploy
-
-        started = time.monotonic()
-        node = {"node_ip_address": "127.0.0.1", "num_cpus": 1}
-        self.cluster = Cluster(initialize_head=True, head_node_args=node | {
-            "num_cpus": 2, "resources": {"ingress": 1}, "include_dashboard": False,
-            "_system_config": FAST_FAILURE_DETECTION})
-        self.nodes = {"head": self.cluster.head_node}
-        for name, resources in (("gen-a", {"generator": 1}), ("scorer", {"scorer": 1}), ("gen-b", {"generator": 1})):
-            self.nodes[name] = self.cluster.add_node(**node, resources=resources)
-        self.cluster.wait_for_nodes()
-        ray.init(address=self.cluster.address, logging_level="WARNING")
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        deploy(ServeFile.model_validate(serve_file(str(tmp / "metrics"))), {"host": "127.0.0.1", "port": self.port})
-        self.serve = serve
-        print(f"\n4-node cluster and prune deployed in {time.monotonic() - started:.1f} s")
-
-    def node_name(self, node_id: str) -> str:
-        return next(name for name, node in self.nodes.items() if node.node_id == node_id)
-
-    def replicas(self, deployment: str) -> list[str]:
-        """The node (by name) of each live replica of a deployment."""
-        actors = self.cluster.global_state.actor_table(None, actor_state_name="ALIVE").values()
-        return sorted(self.node_name(a["Address"]["NodeID"]) for a in actors
-                      if a["ActorClassName"] == f"ServeReplica:prune:{deployment}")
-
-    def running_replicas(self, deployment: str) -> int:
-        status = self.serve.status().applications["prune"].deployments[deployment]
-        return status.replica_states.get("RUNNING", 0)
-
-    def shutdown(self):
-        import ray
-
-        self.serve.shutdown()
-        ray.shutdown()
-        self.cluster.shutdown()
+BUDGET_S = 2.0  # deploy/cluster.yaml's latency_budget_ms_default
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    # Every node, the driver and the replicas on 127.0.0.1: Ray otherwise swaps loopback
-    # for the machine's address, and the test's traffic must stay on this machine's loopback.
     from ray._private import ray_constants
 
-    loopback = pytest.MonkeyPatch()
-    loopback.setenv(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR, "0")  # for the raylets and replicas
-    loopback.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)  # for this process, which imported it
-    # Replicas and handles report their load every 0.5 s (default 10), for autoscaling within seconds.
-    loopback.setenv("RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S", "0.5")
-    loopback.setenv("RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S", "0.5")
-    local = LocalCluster(tmp_path_factory.mktemp("multinode"))
+    env = pytest.MonkeyPatch()
+    for name, value in LOOPBACK_ENV.items():
+        env.setenv(name, value)  # for the raylets and replicas
+    env.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)  # for this process, which imported ray already
+    config = read_config(ROOT / "deploy" / "cluster.yaml", str(tmp_path_factory.mktemp("multinode") / "metrics"))
+    local = LocalCluster(config, free_port())
+    print(f"\n4-node cluster and prune deployed in {local.ready_s:.1f} s")
+    local.texts = config["applications"][0]["args"]["generator"]["texts"]
     try:
         yield local
     finally:
         local.shutdown()
-        loopback.undo()
+        env.undo()
 
 
 def complete(url: str, timeout_s: float = 30) -> httpx.Response:
@@ -184,7 +98,7 @@ def test_multinode_requests_are_answered_with_each_part_on_the_node_its_config_n
     answers = [complete(cluster.url) for _ in range(4)]
     assert [r.status_code for r in answers] == [200] * 4, answers[0].text
     # The scorer on its node chose what the same reward chooses here.
-    assert {r.json()["choices"][0]["text"] for r in answers} == {slop_choice()}
+    assert {r.json()["choices"][0]["text"] for r in answers} == {slop_choice(cluster.texts)}
     placement = {name: cluster.replicas(name) for name in ("ingress", "generator", "scorer")}
     print(f"placement: {placement}")
     assert placement["ingress"] == ["head"]
@@ -192,15 +106,15 @@ def test_multinode_requests_are_answered_with_each_part_on_the_node_its_config_n
     assert placement["generator"] and set(placement["generator"]) <= {"gen-a", "gen-b"}
 
 
-def slop_choice() -> str:
+def slop_choice(texts: list[str]) -> str:
     import asyncio
 
     from service.config import SlopRewardConfig
     from service.reward import make_reward_model
     from service.types import Prompt
 
-    scores = asyncio.run(make_reward_model(SlopRewardConfig()).score(Prompt(text="Hi", max_tokens=64), TEXTS))
-    return TEXTS[max(range(len(TEXTS)), key=lambda i: scores.values[i])]
+    scores = asyncio.run(make_reward_model(SlopRewardConfig()).score(Prompt(text="Hi", max_tokens=64), texts))
+    return texts[max(range(len(texts)), key=lambda i: scores.values[i])]
 
 
 def scrape_every_node(cluster) -> dict[str, str]:
@@ -263,7 +177,8 @@ def test_multinode_a_dead_worker_nodes_replicas_come_back_on_a_surviving_node(cl
     load = Load(cluster.url, clients=2, max_s=90)
     time.sleep(3)
     killed_at = time.monotonic()
-    cluster.cluster.remove_node(cluster.nodes[doomed], allow_graceful=False)
+    doomed_id = cluster.nodes[doomed].node_id
+    cluster.kill(doomed)
 
     def answered_after_kill() -> bool:
         return any(sent > killed_at and status == 200 for sent, _, status in list(load.answers))
@@ -277,9 +192,9 @@ def test_multinode_a_dead_worker_nodes_replicas_come_back_on_a_surviving_node(cl
     assert recovered_s is not None
     assert set(cluster.replicas("generator")) == {survivor}  # one or two: the load may scale it up again
     # While the replica is replaced: 503s (Retry-After) once the ingress's probe knows, 504s at
-    # the 2 s budget for the calls sent before it knew; never a 500, never an answer past the budget.
+    # the budget for the calls sent before it knew; never a 500, never an answer past the budget.
     assert {status for status, _ in after} <= {200, 503, 504}
-    assert max(answered - sent for sent, answered, _ in answers) < 2.0 + 1.0
+    assert max(answered - sent for sent, answered, _ in answers) < BUDGET_S + 1.0
     assert after[-1][0] == 200
     exporters = httpx.get(f"{cluster.url}/metrics/targets", timeout=10).json()
-    assert cluster.nodes[doomed].node_id not in {g["labels"]["ray_node_id"] for g in exporters}
+    assert doomed_id not in {g["labels"]["ray_node_id"] for g in exporters}

@@ -1,0 +1,92 @@
+"""The files in deploy/ that no test deploys here: the KubeRay manifests, the
+Prometheus config and the Grafana dashboard stay true to the code and to each other."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from service import metrics
+from service.config import ServiceConfig, load_serve_file
+
+DEPLOY = Path(__file__).parents[2] / "deploy"
+
+
+def read_yaml(name: str):
+    return yaml.safe_load((DEPLOY / name).read_text())
+
+
+@pytest.fixture(scope="module")
+def rayservice():
+    return read_yaml("kuberay/rayservice.yaml")
+
+
+def pod_templates(rayservice) -> list[dict]:
+    cluster = rayservice["spec"]["rayClusterConfig"]
+    return [cluster["headGroupSpec"]["template"]] + [g["template"] for g in cluster["workerGroupSpecs"]]
+
+
+def test_the_rayservice_serves_exactly_deploy_gpu_yaml(rayservice, tmp_path):
+    served = yaml.safe_load(rayservice["spec"]["serveConfigV2"])
+    assert served == read_yaml("gpu.yaml"), "deploy/kuberay/rayservice.yaml's serveConfigV2 drifted from deploy/gpu.yaml"
+    path = tmp_path / "served.yaml"
+    path.write_text(rayservice["spec"]["serveConfigV2"])
+    load_serve_file(path)  # and prune accepts it
+
+
+def test_the_rayservice_has_the_fields_kuberay_requires(rayservice):
+    assert (rayservice["apiVersion"], rayservice["kind"]) == ("ray.io/v1", "RayService")
+    cluster = rayservice["spec"]["rayClusterConfig"]
+    assert cluster["rayVersion"] == "2.60.0"  # the pinned ray[serve]
+    for template in pod_templates(rayservice):
+        assert template["spec"]["containers"] and all(c["name"] and c["image"] for c in template["spec"]["containers"])
+    for group in cluster["workerGroupSpecs"]:
+        assert group["groupName"] and group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
+    [gpu] = [g for g in cluster["workerGroupSpecs"] if g["groupName"] == "gpu"]
+    container = gpu["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    # The model folder gpu.yaml names comes from a mounted volume.
+    model = yaml.safe_load(rayservice["spec"]["serveConfigV2"])["applications"][0]["args"]["generator"]["model"]
+    assert any(model.startswith(m["mountPath"] + "/") for m in container["volumeMounts"])
+
+
+def test_probes_and_the_pod_monitor_point_at_prunes_endpoints(rayservice):
+    api_paths = {"/healthz", "/readyz"}  # service/api.py: liveness and readiness
+    gpu_worker = rayservice["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
+    assert gpu_worker["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert {gpu_worker[p]["httpGet"]["path"] for p in ("livenessProbe", "startupProbe")} == {"/healthz"}
+    assert {gpu_worker[p]["httpGet"]["path"] for p in ("readinessProbe", "livenessProbe")} <= api_paths
+    monitor = read_yaml("kuberay/podmonitor.yaml")
+    [endpoint] = monitor["spec"]["podMetricsEndpoints"]
+    selected = monitor["spec"]["selector"]["matchLabels"]
+    for template in pod_templates(rayservice):
+        assert selected.items() <= template["metadata"]["labels"].items()  # every pod is scraped
+        ports = {p["name"]: p["containerPort"] for p in template["spec"]["containers"][0]["ports"]}
+        assert ports[endpoint["port"]] == ServiceConfig().metrics_port  # gpu.yaml keeps the default port
+
+
+def test_prometheus_discovers_the_nodes_through_the_ingress():
+    [job] = read_yaml("prometheus/prometheus.yml")["scrape_configs"]
+    [sd] = job["http_sd_configs"]
+    assert sd["url"].endswith("/metrics/targets")
+
+
+def test_every_metric_on_the_grafana_dashboard_exists():
+    dashboard = json.loads((DEPLOY / "grafana" / "prune-dashboard.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    used = {re.sub(r"_(total|bucket|sum|count)$", "", name) for e in exprs for name in re.findall(r"prune_\w+", e)}
+    defined = {family.name for family in metrics.node_registry().collect()}
+    defined |= {m._name for m in vars(metrics).values() if hasattr(m, "_name") and hasattr(m, "_type")}
+    assert used and used <= defined, used - defined
+    # The panels the operators asked for: goodput, latency, best_of, pruning, reward, margin, uplift.
+    for name in ("prune_requests", "prune_request_latency_seconds", "prune_effective_best_of",
+                 "prune_candidates_pruned", "prune_chosen_reward", "prune_reward_margin", "prune_reward_uplift"):
+        assert name in used
+
+
+def test_the_cluster_example_is_a_valid_config():
+    serve_file, config = load_serve_file(DEPLOY / "cluster.yaml")
+    assert config.generator_deployment.autoscaling.max_replicas == 3
+    assert config.scorer.resources == {"scorer": 0.1}
