@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(LOOPBACK_ENV)
     config = read_config(args.config, tempfile.mkdtemp(prefix="prune-cluster-metrics-"))
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)  # also when started in the background, where SIGINT is ignored
     local = LocalCluster(config, args.port)
     try:
         print(f"4 Ray nodes, prune ready in {local.ready_s:.1f} s on {local.url} "
