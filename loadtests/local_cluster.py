@@ -89,10 +89,17 @@ class LocalCluster:
 
     def shutdown(self) -> None:
         import ray
+        from ray._private.utils import get_ray_address_file
 
         self.serve.shutdown()
         ray.shutdown()
+        address = self.cluster.address
         self.cluster.shutdown()
+        # Cluster() wrote its address where a later ray.init() without one would look for
+        # a cluster to join: leave no pointer to a cluster that is gone.
+        marker = Path(get_ray_address_file(None))
+        if marker.exists() and marker.read_text().strip() == address:
+            marker.unlink()
 
 
 def read_config(path: str | Path, metrics_dir: str) -> dict:

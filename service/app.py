@@ -351,7 +351,8 @@ def build_app(args: dict[str, Any]) -> serve.Application:
     folder = metrics_dir(config)
     folder.mkdir(parents=True, exist_ok=True)
     # Every replica writes its metrics into its node's subfolder; the node's exporter
-    # (and the ingress's /metrics, for its own node) merge them. Ray starts workers at nice 15, which on a small machine puts the engine behind
+    # (and the ingress's /metrics, for its own node) merge them (service.node_metrics).
+    # Ray starts workers at nice 15, which on a small machine puts the engine behind
     # Ray's own housekeeping: replicas run at their deployment's niceness (default 0).
     def runtime_env(niceness: int) -> dict[str, Any]:
         return {"env_vars": {node_metrics.FOLDER_ENV: str(folder), node_metrics.PORT_ENV: str(config.metrics_port),

@@ -135,13 +135,29 @@ class RemoteRewardConfig(Strict):
 class EnsembleMember(Strict):
     name: str = Field(description="Another configured reward model.")
     weight: float = 1.0
+    mean: float | None = Field(None, description="The member's mean raw score on a reference corpus (with std).")
+    std: float | None = Field(
+        None, gt=0, description="The member's standard deviation there. Both unset: measured once at start on "
+        "the shipped preference texts (`python -m service.reward.calibrate` prints them to pin here)."
+    )
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> "EnsembleMember":
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("give mean and std together, or neither")
+        return self
 
 
 class EnsembleRewardConfig(Strict):
-    """A weighted sum of other reward models, each z-scored over the request's candidates."""
+    """A weighted sum of other reward models, each on a common scale."""
 
     kind: Literal["ensemble"] = "ensemble"
     members: list[EnsembleMember] = Field(min_length=1)
+    scale: Literal["reference", "request"] = Field(
+        "reference", description="reference: each member standardised by its mean and std on a reference corpus, "
+        "so a text's score does not depend on the texts scored with it (a pair, a batch of 16 and anytime "
+        "selection's micro-batches rank alike); request: z-scored over each request's candidates."
+    )
 
 
 class FakeRewardConfig(Strict):

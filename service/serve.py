@@ -83,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     # small machine the front door then waits behind the engine, and refusals meant to
     # take milliseconds take seconds. Every process of this job starts at nice 0 (the
     # deployments then set their own, see DeploymentConfig.niceness).
-    ray.init(num_cpus=args.num_cpus, include_dashboard=False, logging_level=logging.WARNING,
+    # address="local": a Ray of our own, never one found through /tmp/ray/ray_current_cluster
+    # (a cluster started on this machine earlier, perhaps long dead).
+    ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, logging_level=logging.WARNING,
              runtime_env={"env_vars": {"RAY_worker_niceness": "0"}})
     # SIGTERM (docker stop, systemd) ends the service the way Ctrl-C does.
     signal.signal(signal.SIGTERM, _interrupt)

@@ -49,7 +49,8 @@ def make_reward_models(configs: Mapping[str, RewardConfig]) -> dict[str, RewardM
     for name, config in configs.items():
         if isinstance(config, EnsembleRewardConfig):
             members = [(m.name, models[m.name], m.weight) for m in config.members]
-            models[name] = EnsembleReward(members)
+            stats = {m.name: (m.mean, m.std) for m in config.members if m.mean is not None}
+            models[name] = EnsembleReward(members, scale=config.scale, stats=stats)
     return models
 
 

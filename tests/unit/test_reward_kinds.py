@@ -148,13 +148,50 @@ def test_zscores():
     assert zscores([5.0, 5.0]) == [0.0, 0.0] and zscores([7.0]) == [0.0]
 
 
-def ensemble(weights):
+def ensemble(weights, scale="request", stats=None):
+    stats = stats or {}
+    members = [EnsembleMember(name=n, weight=w, **dict(zip(("mean", "std"), stats.get(n, ()))))
+               for n, w in weights.items()]
     configs = {
         "fake": FakeRewardConfig(),
         "slop": SlopRewardConfig(),
-        "mix": EnsembleRewardConfig(members=[EnsembleMember(name=n, weight=w) for n, w in weights.items()]),
+        "mix": EnsembleRewardConfig(members=members, scale=scale),
     }
     return make_reward_models(configs)["mix"]
+
+
+def test_a_reference_scaled_ensemble_scores_a_text_alike_in_any_company():
+    model = ensemble({"fake": 1.0, "slop": 2.0}, scale="reference", stats={"fake": (40.0, 10.0), "slop": (-1.0, 2.0)})
+    batch = run(model.score(PROMPT, TEXTS * 6))  # 18 texts
+    pair = run(model.score(PROMPT, TEXTS[:2]))
+    alone = [run(model.score(PROMPT, [t])).values[0] for t in TEXTS]
+    assert batch.values[:3] == alone == pair.values + [alone[2]]
+    raw = batch.components
+    assert alone == pytest.approx([(raw["fake"][i] - 40) / 10 + 2 * (raw["slop"][i] + 1) / 2 for i in range(3)],
+                                  abs=1e-3)
+
+
+def test_two_members_that_disagree_on_a_pair_do_not_tie_on_a_reference_scale():
+    texts = ["Great question! Bread keeps in a paper bag for two days.", "Freeze it sliced."]
+    per_request = run(ensemble({"fake": 1.0, "slop": 1.0}).score(PROMPT, texts))
+    assert per_request.components["fake"][0] > per_request.components["fake"][1]  # fake: longer is better
+    assert per_request.components["slop"][0] < per_request.components["slop"][1]  # slop: no flattery is better
+    assert per_request.values[0] == per_request.values[1]  # z-scores of two are +-1: a tie
+    reference = run(ensemble({"fake": 1.0, "slop": 1.0}, "reference", {"fake": (40.0, 20.0), "slop": (-1.0, 2.0)})
+                    .score(PROMPT, texts))
+    assert reference.values[0] != reference.values[1]
+
+
+def test_a_reference_scale_not_given_is_measured_once_at_start_on_the_shipped_texts():
+    from service.reward.ensemble import reference_batch
+
+    model = ensemble({"fake": 1.0}, scale="reference")
+    run(model.start())
+    lengths = [len(t) for _, texts in reference_batch() for t in texts]
+    mean = sum(lengths) / len(lengths)
+    assert model.stats["fake"][0] == pytest.approx(mean, abs=1e-3) and model.stats["fake"][1] > 0
+    assert run(model.score(PROMPT, ["x" * 10])).values == [pytest.approx((10 - mean) / model.stats["fake"][1],
+                                                                          abs=1e-3)]
 
 
 def test_ensemble_sums_weighted_zscores_and_reports_raw_components():

@@ -182,7 +182,8 @@ def test_an_ensemble_ranks_candidates_scored_in_different_micro_batches_together
 
     reward = make_reward_models({
         "fake": FakeRewardConfig(), "slop": SlopRewardConfig(),
-        "mix": EnsembleRewardConfig(members=[EnsembleMember(name="fake"), EnsembleMember(name="slop")]),
+        "mix": EnsembleRewardConfig(members=[EnsembleMember(name="fake"), EnsembleMember(name="slop")],
+                                    scale="request"),
     })["mix"]
     texts = ["Great question! It depends.", "Keep bread in a paper bag, then freeze it.", "ok"]
     gen = FakeGenerator(FakeGeneratorConfig(texts=texts, candidate_delays_s=[0, 0.2, 0.4]))

@@ -1,0 +1,106 @@
+"""Pairwise accuracy of reward models on preference pairs, by kind, with length baselines.
+
+    python -m loadtests.eval_rewards                            # held-out hard pairs, default rewards
+    python -m loadtests.eval_rewards --pairs service/reward/data/style_pairs.jsonl --split heldout
+    python -m loadtests.eval_rewards --config deploy/local.yaml --models style,style-head,slop --csv out.csv
+
+Each pair is scored the way POST /v1/rewards scores two completions: one call
+with [chosen, rejected]. A pair counts as right when chosen scores strictly
+higher: ties are wrong. The baselines on the same pairs: "shorter wins" (fewer
+words) and "fewer characters wins". `--split heldout` keeps only the prompts
+that training holds out (service.reward.train.is_held_out), `all` every pair.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from loadtests.report import write_csv
+
+HARD = sorted((Path(__file__).parents[1] / "service" / "reward" / "data" / "hard").glob("*.jsonl"))
+HOLDOUT = 0.3  # service.reward.train's default share of held-out prompts
+
+
+def read_rows(paths: list[Path]) -> list[dict]:
+    rows = []
+    for path in paths:
+        for line in path.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                row.setdefault("category", path.stem)
+                rows.append(row)
+    return rows
+
+
+def baseline(rule: str, chosen: str, rejected: str) -> bool:
+    if rule == "shorter wins":
+        return len(chosen.split()) < len(rejected.split())
+    return len(chosen) < len(rejected)  # fewer characters wins
+
+
+async def evaluate(models: dict, rows: list[dict]) -> dict[str, dict[str, list[bool]]]:
+    """name -> category -> one right/wrong per pair."""
+    from service.types import Prompt
+
+    results: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
+    for name, model in models.items():
+        await model.start()
+        jobs = [(Prompt(text=r["prompt"]), [r["chosen"], r["rejected"]]) for r in rows]
+        for row, scores in zip(rows, await model.score_many(jobs)):
+            results[name][row["category"]].append(scores.values[0] > scores.values[1])
+    for rule in ("shorter wins", "fewer characters wins"):
+        for row in rows:
+            results[rule][row["category"]].append(baseline(rule, row["chosen"], row["rejected"]))
+    return results
+
+
+def table(results: dict[str, dict[str, list[bool]]]) -> list[dict]:
+    out = []
+    for name, by_kind in results.items():
+        row = {"scorer": name}
+        every = [ok for oks in by_kind.values() for ok in oks]
+        row["overall"] = round(sum(every) / len(every), 3)
+        row |= {kind: round(sum(oks) / len(oks), 3) for kind, oks in sorted(by_kind.items())}
+        row["pairs"] = len(every)
+        out.append(row)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    from service.config import default_reward_models, load_serve_file
+    from service.reward import make_reward_models
+    from service.reward.train import is_held_out
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pairs", nargs="*", type=Path, default=HARD)
+    parser.add_argument("--split", choices=["heldout", "all"], default="heldout")
+    parser.add_argument("--holdout", type=float, default=HOLDOUT)
+    parser.add_argument("--config", help="a deploy/*.yaml file (default: the built-in reward models)")
+    parser.add_argument("--models", default="style,style-head,slop")
+    parser.add_argument("--csv")
+    args = parser.parse_args(argv)
+    rows = read_rows(args.pairs)
+    if args.split == "heldout":
+        rows = [r for r in rows if is_held_out(r["prompt"], args.holdout)]
+    configs = load_serve_file(args.config)[1].reward_models if args.config else default_reward_models()
+    every = make_reward_models(configs)
+    models = {name: every[name] for name in args.models.split(",")}
+    rows_out = table(asyncio.run(evaluate(models, rows)))
+    kinds = [k for k in rows_out[0] if k not in ("scorer", "overall", "pairs")]
+    print(f"{len(rows)} pairs ({args.split}); ties count as wrong")
+    print("| scorer | overall | " + " | ".join(kinds) + " |")
+    print("|---" * (len(kinds) + 2) + "|")
+    for r in rows_out:
+        print(f"| {r['scorer']} | {r['overall']:.0%} | " + " | ".join(f"{r[k]:.0%}" for k in kinds) + " |")
+    if args.csv:
+        write_csv(rows_out, args.csv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
