@@ -21,9 +21,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from loadtests.report import write_csv
+from service.reward.train import HARD_PAIRS, HOLDOUT
 
-HARD = sorted((Path(__file__).parents[1] / "service" / "reward" / "data" / "hard").glob("*.jsonl"))
-HOLDOUT = 0.3  # service.reward.train's default share of held-out prompts
 
 
 def read_rows(paths: list[Path]) -> list[dict]:
@@ -77,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     from service.reward.train import is_held_out
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--pairs", nargs="*", type=Path, default=HARD)
+    parser.add_argument("--pairs", nargs="*", type=Path, default=HARD_PAIRS)
     parser.add_argument("--split", choices=["heldout", "all"], default="heldout")
     parser.add_argument("--holdout", type=float, default=HOLDOUT)
     parser.add_argument("--config", help="a deploy/*.yaml file (default: the built-in reward models)")

@@ -385,11 +385,17 @@ def check_callers(callers: list[CallerConfig]) -> None:
         seen.add(caller.name)
 
 
+# The default members' scale on the reference corpus (python -m service.reward.calibrate).
+SLOP_SCALE = {"mean": -1.1365, "std": 2.6856}
+STYLE_HEAD_SCALE = {"mean": -1.3859, "std": 2.913}
+
+
 def default_reward_models() -> dict[str, Any]:
     return {
         "slop": SlopRewardConfig(),
         "style-head": EmbeddingHeadRewardConfig(),
-        "style": EnsembleRewardConfig(members=[EnsembleMember(name="slop"), EnsembleMember(name="style-head")]),
+        "style": EnsembleRewardConfig(members=[EnsembleMember(name="slop", weight=0.5, **SLOP_SCALE),
+                                               EnsembleMember(name="style-head", **STYLE_HEAD_SCALE)]),
     }
 
 

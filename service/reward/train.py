@@ -25,6 +25,9 @@ from service.reward.embedding_head import features, make_head, save_head
 from service.reward.encoder import EMBEDDED_MINILM
 
 SHIPPED_PAIRS = Path(__file__).parent / "data" / "style_pairs.jsonl"
+# Length-matched pairs of subtle flaws (hedges, generic, sycophancy, padding, voice, slop-word traps).
+HARD_PAIRS = sorted((Path(__file__).parent / "data" / "hard").glob("*.jsonl"))
+HOLDOUT = 0.3  # share of prompts never trained on: the held-out accuracy in the README
 
 
 class PairsError(ValueError):
@@ -82,7 +85,7 @@ def train(
     pairs: list[Pair],
     *,
     encoder_name: str = EMBEDDED_MINILM,
-    holdout: float = 0.2,
+    holdout: float = HOLDOUT,
     hidden: int = 0,
     epochs: int = 400,
     lr: float = 0.01,
@@ -130,10 +133,11 @@ def train(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service.reward.train", description=__doc__.split("\n")[0])
-    parser.add_argument("--pairs", type=Path, default=SHIPPED_PAIRS, help="JSONL preference pairs")
+    parser.add_argument("--pairs", type=Path, nargs="+", default=[SHIPPED_PAIRS, *HARD_PAIRS],
+                        help="JSONL preference pairs (default: the shipped easy and hard sets)")
     parser.add_argument("--out", type=Path, required=True, help="head file to write (.safetensors)")
     parser.add_argument("--encoder", default=EMBEDDED_MINILM)
-    parser.add_argument("--holdout", type=float, default=0.2, help="share of prompts held out for accuracy")
+    parser.add_argument("--holdout", type=float, default=HOLDOUT, help="share of prompts held out for accuracy")
     parser.add_argument("--hidden", type=int, default=0, help="hidden units; 0 is a linear head")
     parser.add_argument("--epochs", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
@@ -141,14 +145,14 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.holdout < 1:
         parser.error("--holdout must be between 0 and 1")
     try:
-        pairs = read_pairs(args.pairs)
+        pairs = [pair for path in args.pairs for pair in read_pairs(path)]
         started = time.time()
         head, result = train(pairs, encoder_name=args.encoder, holdout=args.holdout, hidden=args.hidden,
                              epochs=args.epochs, seed=args.seed)
     except PairsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    result["source"] = args.pairs.name
+    result["source"] = ", ".join(path.name for path in args.pairs)
     save_head(head, args.out, result)
     print(f"{len(pairs)} pairs, trained in {time.time() - started:.1f} s")
     print(f"train accuracy {result['train_accuracy']:.3f}  held-out accuracy {result['heldout_accuracy']:.3f} "

@@ -7,7 +7,7 @@ import pytest
 
 from service.config import EmbeddingHeadRewardConfig
 from service.reward.embedding_head import EmbeddingHeadReward, load_head, resolve_head_path
-from service.reward.train import SHIPPED_PAIRS, PairsError, is_held_out, main, read_pairs
+from service.reward.train import HARD_PAIRS, HOLDOUT, SHIPPED_PAIRS, PairsError, is_held_out, main, read_pairs
 from service.types import Prompt
 
 
@@ -87,10 +87,36 @@ def test_the_shipped_pairs_and_head_meet_the_bar():
     assert meta["heldout_accuracy"] >= 0.85
 
     # Recompute held-out accuracy with the shipped head as the service would load it.
-    held_out = [p for p in pairs if is_held_out(p.prompt, 0.2)]
+    held_out = [p for p in pairs if is_held_out(p.prompt, HOLDOUT)]
     model = EmbeddingHeadReward(EmbeddingHeadRewardConfig())
     wins = 0
     for p in held_out:
         chosen, rejected = asyncio.run(model.score(Prompt(text=p.prompt), [p.chosen, p.rejected])).values
         wins += chosen > rejected
     assert wins / len(held_out) >= 0.85
+
+
+def test_the_hard_pairs_are_length_matched_and_not_a_length_game():
+    for path in HARD_PAIRS:
+        pairs = read_pairs(path)
+        assert len(pairs) >= 50, path.name
+        words = [(len(p.chosen.split()), len(p.rejected.split())) for p in pairs]
+        assert all(abs(c - r) <= 0.15 * max(c, r) for c, r in words), path.name
+        assert sum(c > r for c, r in words) == len(pairs) // 2, f"{path.name}: the better text longer in half"
+    assert sum(len(read_pairs(p)) for p in HARD_PAIRS) >= 300
+
+
+def test_the_default_style_reward_holds_on_held_out_hard_pairs():
+    from loadtests.eval_rewards import evaluate, read_rows
+    from service.config import default_reward_models
+    from service.reward import make_reward_models
+
+    rows = [r for r in read_rows(HARD_PAIRS) if is_held_out(r["prompt"], HOLDOUT)]
+    style = make_reward_models(default_reward_models())["style"]
+    results = asyncio.run(evaluate({"style": style}, rows))
+    by_kind = {kind: sum(oks) / len(oks) for kind, oks in results["style"].items()}
+    overall = sum(sum(oks) for oks in results["style"].values()) / len(rows)
+    fewer_chars = sum(sum(oks) for oks in results["fewer characters wins"].values()) / len(rows)
+    print(f"held-out hard pairs: style {overall:.0%}, by kind {by_kind}, fewer characters wins {fewer_chars:.0%}")
+    assert overall >= 0.9 and min(by_kind.values()) >= 0.75  # ties count as wrong
+    assert fewer_chars <= 0.65

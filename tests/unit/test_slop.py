@@ -65,3 +65,43 @@ def test_components_add_up_to_the_score_and_cover_every_text():
     assert set(scores.components) == set(WEIGHTS)
     for i in range(len(texts)):
         assert sum(scores.components[name][i] for name in WEIGHTS) == pytest.approx(scores.values[i], abs=1e-3)
+
+
+@pytest.mark.parametrize("literal, cliche", [
+    ("The tin miners would delve by candlelight into a lode of cassiterite.",
+     "Let us delve into the history of Cornwall and its people."),
+    ("The Bayeux tapestry is a woven linen cloth, embroidered in wool, 70 metres long.",
+     "Cornwall's history is a tapestry of mining, fishing and religion."),
+    ("Use robust standard errors when the regression's residuals are heteroskedastic.",
+     "Use a robust approach when the data looks strange."),
+])
+def test_a_listed_word_in_its_literal_sense_is_not_slop(literal, cliche):
+    reward = SlopReward()
+    scores = reward.score_texts(ASK, [literal, cliche])
+    assert scores.components["slop_phrases"][0] == 0
+    assert scores.components["slop_phrases"][1] < 0
+
+
+@pytest.mark.parametrize("padded", [
+    "## Keeping bread\n" + PLAIN,
+    "**Short answer:** " + PLAIN,
+    PLAIN + "\nConclusion: paper bag, then freezer.",
+    PLAIN + "\nTL;DR: bag, then freeze.",
+])
+def test_markdown_scaffolding_in_a_short_answer_is_padding(padded):
+    scores = SlopReward().score_texts(ASK, [PLAIN, padded])
+    assert scores.components["scaffolding"] == [0.0, pytest.approx(-WEIGHTS["scaffolding"])]
+    assert scores.values[0] > scores.values[1]
+
+
+@pytest.mark.parametrize("flattered", [
+    "What a lovely prompt! " + PLAIN,
+    "Good question — " + PLAIN,
+    "Love the idea! " + PLAIN,
+    "Smart to ask before it goes stale! " + PLAIN,
+    PLAIN + " Happy baking!",
+    PLAIN + " Hope that helps!",
+])
+def test_mild_openers_and_closers_are_caught_in_their_common_forms(flattered):
+    scores = SlopReward().score_texts(ASK, [PLAIN, flattered])
+    assert scores.components["sycophancy"] == [0.0, -WEIGHTS["sycophancy"]]
