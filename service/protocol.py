@@ -1,9 +1,12 @@
 """OpenAI-compatible request and response models, plus prune's extensions.
 
-Requests accept every field a stock OpenAI client may send; fields prune does not
-act on (logprobs, penalties, ...) are accepted and ignored rather than rejected, so
-clients work unchanged. Validators name the offending parameter. The response
-bodies built from a selection are in service.responses.
+Requests take the sampling fields of OpenAI's API and of vLLM's OpenAI server and
+pass them to the generator (penalties, top_k, min_p, logit_bias, bans, ...). A
+field OpenAI defines that prune cannot honour yet (logprobs, echo, suffix,
+response_format other than text, tools) is refused with a 400 naming it, never
+silently ignored; fields OpenAI does not define are ignored, so newer clients
+work. Validators name the offending parameter. The response bodies built from a
+selection are in service.responses.
 """
 
 from __future__ import annotations
@@ -66,6 +69,28 @@ class RerankRequest(BaseModel, ABC):
         None, description="Early pruning: true/false turns the configured schedule on/off; an object sets it."
     )
 
+    # Sampling options, by the names vLLM's OpenAI server takes (OpenAI's own: the penalties, logit_bias).
+    frequency_penalty: float = Field(0.0, ge=-2, le=2)
+    presence_penalty: float = Field(0.0, ge=-2, le=2)
+    repetition_penalty: float = Field(1.0, gt=0, le=2)
+    top_k: int = Field(0, ge=-1, description="0 or -1: every token.")
+    min_p: float = Field(0.0, ge=0, le=1)
+    min_tokens: int = Field(0, ge=0, description="Tokens before EOS or a stop may end a candidate; <= max_tokens.")
+    logit_bias: dict[str, float] | None = Field(None, description="Token id (as a string) -> bias in [-100, 100].")
+    stop_token_ids: list[Annotated[int, Field(ge=0)]] | None = Field(None, max_length=64)
+    bad_words: list[str] | None = Field(None, max_length=256, description="Words never sampled (vLLM bans them).")
+    ignore_eos: bool = False
+    include_stop_str_in_output: bool = False
+    skip_special_tokens: bool = True
+    # OpenAI fields prune cannot honour yet: accepted only at their do-nothing values, else a 400 naming them.
+    logprobs: Any = None
+    top_logprobs: Any = None
+    response_format: Any = None
+    tools: Any = None
+    tool_choice: Any = None
+    functions: Any = None
+    function_call: Any = None
+
     stream_commit: StreamCommitRequest | None = Field(
         None, description="Streams: 'leader' commits to the best partial candidates at a commit point and streams "
         "them as they are made; 'select' streams after selection; an object sets the commit point (at_tokens)."
@@ -83,6 +108,55 @@ class RerankRequest(BaseModel, ABC):
             return {"enabled": v}
         if v is not None and not isinstance(v, dict):
             raise ValueError("pruning must be true, false or an object with checkpoints and fraction")
+        return v
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _token_biases(cls, v):
+        if v is None:
+            return v
+        if len(v) > 300:
+            raise ValueError("at most 300 token biases")
+        for token, bias in v.items():
+            if not token.isdigit():
+                raise ValueError(f"keys must be token ids (digits), not {token[:20]!r}")
+            if not -100 <= bias <= 100:
+                raise ValueError("biases must lie in [-100, 100]")
+        return v
+
+    @field_validator("bad_words")
+    @classmethod
+    def _words(cls, v):
+        if v is not None and any(not w.strip() for w in v):
+            raise ValueError("bad_words must be non-empty")
+        return v
+
+    @field_validator("logprobs", "top_logprobs")
+    @classmethod
+    def _no_logprobs(cls, v):
+        if v not in (None, False, 0):
+            raise ValueError("log probabilities are not supported yet; leave it unset")
+        return v
+
+    @field_validator("response_format")
+    @classmethod
+    def _text_only(cls, v):
+        if v is not None and not (isinstance(v, dict) and v.get("type") == "text"):
+            raise ValueError("only {\"type\": \"text\"} is supported; structured outputs are not yet")
+        return v
+
+    @field_validator("tools", "functions")
+    @classmethod
+    def _no_tools(cls, v):
+        if v:
+            raise ValueError("tool calling is not supported")
+        return v
+
+    @field_validator("tool_choice", "function_call")
+    @classmethod
+    def _no_tool_choice(cls, v):
+        if v not in (None, "none"):
+            raise ValueError("tool calling is not supported")
         return v
 
     @field_validator("stop")
@@ -105,12 +179,26 @@ class RerankRequest(BaseModel, ABC):
         return self.max_tokens
 
     def sampling(self, max_tokens: int) -> SamplingSpec:
+        if self.min_tokens > max_tokens:
+            raise reject("min_tokens", f"min_tokens ({self.min_tokens}) must not exceed max_tokens ({max_tokens})")
         return SamplingSpec(
             max_tokens=max_tokens,
             temperature=self.temperature,
             top_p=self.top_p,
             stop=tuple(self.stop or ()),
             seed=self.seed,
+            frequency_penalty=self.frequency_penalty,
+            presence_penalty=self.presence_penalty,
+            repetition_penalty=self.repetition_penalty,
+            top_k=self.top_k,
+            min_p=self.min_p,
+            min_tokens=self.min_tokens,
+            logit_bias=tuple((int(token), bias) for token, bias in (self.logit_bias or {}).items()),
+            stop_token_ids=tuple(self.stop_token_ids or ()),
+            bad_words=tuple(self.bad_words or ()),
+            ignore_eos=self.ignore_eos,
+            include_stop_str_in_output=self.include_stop_str_in_output,
+            skip_special_tokens=self.skip_special_tokens,
         )
 
 
@@ -123,6 +211,20 @@ class CompletionRequest(RerankRequest):
     )
     echo: bool = False
     suffix: str | None = None
+
+    @field_validator("echo")
+    @classmethod
+    def _no_echo(cls, v):
+        if v:
+            raise ValueError("echo is not supported: the answer is the chosen completion alone")
+        return v
+
+    @field_validator("suffix")
+    @classmethod
+    def _no_suffix(cls, v):
+        if v:
+            raise ValueError("suffix (insertion) is not supported")
+        return v
 
     @field_validator("prompt", mode="before")
     @classmethod

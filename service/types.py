@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Mapping, Protocol, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 
 @dataclass(frozen=True)
@@ -47,11 +47,40 @@ class Prompt:
 
 @dataclass(frozen=True)
 class SamplingSpec:
+    """How each candidate is sampled. Beyond the basics, the options carry vLLM's
+    names and defaults; `engine_options` gives the ones a request changed."""
+
     max_tokens: int
     temperature: float = 1.0
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    repetition_penalty: float = 1.0
+    top_k: int = 0  # 0 or -1: every token
+    min_p: float = 0.0
+    min_tokens: int = 0
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, bias): a tuple, so the spec stays frozen
+    stop_token_ids: tuple[int, ...] = ()
+    bad_words: tuple[str, ...] = ()
+    ignore_eos: bool = False
+    include_stop_str_in_output: bool = False
+    skip_special_tokens: bool = True
+
+    ENGINE_OPTIONS = ("frequency_penalty", "presence_penalty", "repetition_penalty", "top_k", "min_p",
+                      "min_tokens", "logit_bias", "stop_token_ids", "bad_words", "ignore_eos",
+                      "include_stop_str_in_output", "skip_special_tokens")
+
+    def engine_options(self) -> dict[str, Any]:
+        """The options beyond the basics that differ from their defaults, as vLLM's
+        SamplingParams and OpenAI server take them (lists and a dict, not tuples)."""
+        out: dict[str, Any] = {}
+        for name in self.ENGINE_OPTIONS:
+            value = getattr(self, name)
+            if value != getattr(SamplingSpec, name):
+                out[name] = dict(value) if name == "logit_bias" else list(value) if isinstance(value, tuple) else value
+        return out
 
 
 @dataclass(frozen=True)

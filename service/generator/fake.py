@@ -33,6 +33,7 @@ class FakeGenerator(Generator):
         self.max_model_len = config.max_model_len
         self.generated_tokens = 0
         self.aborted = 0
+        self.samplings: list[SamplingSpec] = []  # every request's sampling, so tests see what arrived
 
     def _text(self, i: int, prompt: Prompt) -> str:
         if self.config.texts:
@@ -77,6 +78,7 @@ class FakeGenerator(Generator):
         self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline,
         pruning: PruningPlan | None = None, commit: CommitPlan | None = None,
     ) -> AsyncIterator[Candidate | Committed | Delta]:
+        self.samplings.append(sampling)
         prompt_tokens = self.count_prompt_tokens(prompt)
         if prompt_tokens + sampling.max_tokens > self.max_model_len:
             raise BadRequest("prompt plus max_tokens exceeds the model's context", param="max_tokens")

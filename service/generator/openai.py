@@ -70,6 +70,10 @@ class OpenAIGenerator(Generator):
             body["stop"] = list(sampling.stop)
         if sampling.seed is not None:
             body["seed"] = sampling.seed + i
+        options = sampling.engine_options()  # vLLM's server takes its extra sampling options in the body
+        if "logit_bias" in options:
+            options["logit_bias"] = {str(token): bias for token, bias in options["logit_bias"].items()}
+        body |= options
         if prompt.messages is not None:
             return "/v1/chat/completions", body | {"messages": [dict(m) for m in prompt.messages]}
         return "/v1/completions", body | {"prompt": list(prompt.token_ids) if prompt.token_ids else prompt.text}

@@ -123,6 +123,7 @@ class VLLMGenerator(Generator):
                 stop=list(sampling.stop) or None,
                 seed=None if sampling.seed is None else sampling.seed + i,
                 output_kind=RequestOutputKind.CUMULATIVE,  # partial text is there at the deadline
+                **sampling.engine_options(),  # penalties, top_k, min_p, logit_bias, bans, ...
             )
             final, queued = None, True
             with self.running_candidate():

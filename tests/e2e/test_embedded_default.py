@@ -57,6 +57,18 @@ def test_same_seed_same_answer(service):
     assert first["choices"][0]["text"] == second["choices"][0]["text"]
 
 
+def test_a_strong_frequency_penalty_changes_a_seeded_answer_and_bad_words_are_never_sampled(service):
+    body = {"model": MODEL, "prompt": "List the days of the week, the days of the week, the days:",
+            "best_of": 1, "seed": 11, "max_tokens": 24, "temperature": 0.7}
+    plain = post(service, "/v1/completions", body).json()["choices"][0]["text"]
+    penalised = post(service, "/v1/completions", body | {"frequency_penalty": 2.0}).json()["choices"][0]["text"]
+    assert penalised != plain
+    assert post(service, "/v1/completions", body).json()["choices"][0]["text"] == plain  # the seed holds
+    banned = plain.split()[0].strip(",.:;")
+    without = post(service, "/v1/completions", body | {"bad_words": [banned]}).json()["choices"][0]["text"]
+    assert banned not in [w.strip(",.:;!?") for w in without.split()]
+
+
 def test_a_prompt_of_token_ids_answers_as_its_text_does(service):
     from transformers import AutoTokenizer
 

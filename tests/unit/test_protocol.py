@@ -21,9 +21,9 @@ def test_stop_accepts_a_string_or_up_to_four():
         CompletionRequest(model="m", prompt="p", stop=["a", "b", "c", "d", "e"])
 
 
-def test_unknown_openai_fields_are_ignored_not_rejected():
-    req = CompletionRequest(model="m", prompt="p", logprobs=2, presence_penalty=0.5, logit_bias={"1": 2})
-    assert req.prompt == "p"
+def test_fields_openai_does_not_define_are_ignored_and_its_penalties_are_honoured():
+    req = CompletionRequest(model="m", prompt="p", some_future_field=2, presence_penalty=0.5, logit_bias={"1": 2})
+    assert req.sampling(8).engine_options() == {"presence_penalty": 0.5, "logit_bias": {1: 2}}
 
 
 def test_chat_text_parts_are_joined_and_developer_is_system():

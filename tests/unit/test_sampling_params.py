@@ -1,0 +1,74 @@
+"""Every sampling field reaches the generator, and what prune cannot honour is a 400 naming it."""
+
+import openai
+import pytest
+
+from service.types import SamplingSpec
+from tests.unit.test_api import make_client
+
+CHAT = {"model": "fake-model", "messages": [{"role": "user", "content": "Hi"}]}
+
+
+@pytest.fixture
+def client():
+    return make_client()
+
+
+@pytest.fixture
+def sdk(client):
+    return openai.OpenAI(base_url="http://testserver/v1", api_key="unused", http_client=client)
+
+
+def test_sampling_options_from_a_stock_sdk_arrive_at_the_generator(client, sdk):
+    sdk.chat.completions.create(
+        **CHAT, max_tokens=32, frequency_penalty=1.5, presence_penalty=-0.5, logit_bias={"42": -100, "7": 3.5},
+        extra_body={"top_k": 20, "min_p": 0.05, "repetition_penalty": 1.2, "min_tokens": 4, "stop_token_ids": [2],
+                    "bad_words": ["delve", "tapestry"], "ignore_eos": True, "include_stop_str_in_output": True,
+                    "skip_special_tokens": False})
+    arrived = client.generator.samplings[-1]
+    assert arrived.engine_options() == {
+        "frequency_penalty": 1.5, "presence_penalty": -0.5, "repetition_penalty": 1.2, "top_k": 20, "min_p": 0.05,
+        "min_tokens": 4, "logit_bias": {42: -100, 7: 3.5}, "stop_token_ids": [2], "bad_words": ["delve", "tapestry"],
+        "ignore_eos": True, "include_stop_str_in_output": True, "skip_special_tokens": False,
+    }
+
+
+def test_a_plain_request_changes_no_engine_option(client):
+    assert client.post("/v1/completions", json={"model": "fake-model", "prompt": "Hi"}).status_code == 200
+    assert client.generator.samplings[-1].engine_options() == {}
+
+
+@pytest.mark.parametrize("field, value", [
+    ("frequency_penalty", 2.5), ("presence_penalty", -3), ("repetition_penalty", 0), ("top_k", -2),
+    ("min_p", 1.5), ("min_tokens", -1), ("min_tokens", 40), ("logit_bias", {"dog": 1}), ("logit_bias", {"5": 101}),
+    ("stop_token_ids", [-1]), ("bad_words", [" "]),
+    # OpenAI fields prune cannot honour yet
+    ("logprobs", True), ("top_logprobs", 3), ("response_format", {"type": "json_object"}),
+    ("tools", [{"type": "function", "function": {"name": "f"}}]), ("tool_choice", "auto"),
+])
+def test_a_field_out_of_range_or_not_honoured_is_a_400_naming_it(client, field, value):
+    r = client.post("/v1/chat/completions", json={**CHAT, "max_tokens": 32, field: value})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"].split(".")[0] == field  # e.g. stop_token_ids.0: the very item
+
+
+@pytest.mark.parametrize("field, value", [("echo", True), ("suffix", "the end"), ("logprobs", 2)])
+def test_completion_fields_prune_cannot_honour_are_refused_by_name(sdk, field, value):
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.completions.create(model="fake-model", prompt="Hi", **{field: value})
+    assert refused.value.body["param"] == field
+
+
+def test_do_nothing_values_of_those_fields_are_accepted(client):
+    body = {**CHAT, "logprobs": False, "response_format": {"type": "text"}, "tool_choice": "none", "tools": []}
+    assert client.post("/v1/chat/completions", json=body).status_code == 200
+
+
+def test_the_openai_generator_sends_the_options_in_vllms_names():
+    from service.config import OpenAIGeneratorConfig
+    from service.generator.openai import OpenAIGenerator
+    from service.types import Prompt
+
+    gen = OpenAIGenerator(OpenAIGeneratorConfig(url="http://127.0.0.1:9", served_model_name="m"))
+    _, body = gen.request(Prompt(text="Hi"), SamplingSpec(max_tokens=8, top_k=5, logit_bias=((42, -100.0),)), 0)
+    assert body["top_k"] == 5 and body["logit_bias"] == {"42": -100.0} and "min_p" not in body
