@@ -6,6 +6,7 @@ adapters to deployment handles, tests over fakes directly.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -20,7 +21,7 @@ from service import metrics
 from service.callers import identify, resolve_keys
 from service.errors import APIError, InternalError, NotFound, PayloadTooLarge
 from service.protocol import ChatCompletionRequest, CompletionRequest, RerankRequest, RewardsRequest, reject
-from service.responses import CHAT, COMPLETION, EventStream, ResponseShape, response_body
+from service.responses import CHAT, COMPLETION, EventStream, ResponseShape, batch_body, response_body
 from service.selection import Commit, Piece
 from service.serving import Reranker
 
@@ -131,7 +132,31 @@ class Routes:
         return StreamingResponse(body(), media_type="text/event-stream")
 
     async def completions(self, req: CompletionRequest, request: Request) -> Response:
-        return await self.rerank(req, request, COMPLETION)
+        batch = req.batch()
+        if len(batch) == 1:
+            return await self.rerank(req, request, COMPLETION)
+        return await self.rerank_batch(batch, request)
+
+    async def rerank_batch(self, batch: list[CompletionRequest], request: Request) -> Response:
+        """Each prompt reranked on its own, concurrently, each admitted like a request of its
+        own; one that fails fails the whole (the others are cancelled), as OpenAI's batch does."""
+        cap = self.config.limits.batch_prompts_max
+        if len(batch) > cap:
+            raise reject("prompt", f"prompt: at most {cap} prompts per request")
+        if batch[0].stream:
+            raise reject("stream", "stream: a batch of prompts is answered whole; send one prompt to stream")
+        caller = self.authorize(request)
+
+        async def one(sub: CompletionRequest):
+            async with self.reranker.admit(sub, arrived=request.state.arrived, caller=caller) as plan:
+                return plan, await self.reranker.run(plan)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(one(sub)) for sub in batch]
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None  # the first failure, with its status and envelope
+        return JSONResponse(batch_body(COMPLETION, self.generator.model_name, [t.result() for t in tasks]))
 
     async def chat_completions(self, req: ChatCompletionRequest, request: Request) -> Response:
         return await self.rerank(req, request, CHAT)

@@ -272,6 +272,7 @@ class Limits(Strict):
     latency_budget_ms_max: int = Field(120_000, ge=1)
     max_body_bytes: int = Field(1_000_000, ge=1024)
     rewards_max_completions: int = Field(64, ge=1, description="Completions per POST /v1/rewards.")
+    batch_prompts_max: int = Field(16, ge=1, description="Prompts per POST /v1/completions (a batch).")
     saturation_candidates: int = Field(
         0, ge=0, description="Adaptive best_of: candidates generating at once past which new requests get "
         "fewer (0: off)."

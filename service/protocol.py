@@ -207,10 +207,25 @@ TokenId = Annotated[int, Field(ge=0)]
 
 class CompletionRequest(RerankRequest):
     prompt: str | list[str] | list[TokenId] | list[list[TokenId]] = Field(
-        description="The prompt: text, or token ids; a list holds exactly one prompt."
+        description="The prompt: text or token ids; or a batch, a list of texts or of token-id lists, each "
+        "reranked on its own."
     )
     echo: bool = False
     suffix: str | None = None
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _prompts(cls, v):
+        # Checked before the union's own validation, so the message names what is wrong.
+        batch = v if isinstance(v, list) and v and isinstance(v[0], (str, list)) else [v]
+        for one in batch:
+            if not (isinstance(one, str) or (isinstance(one, list) and all(type(t) is int and t >= 0 for t in one))):
+                raise ValueError("prompt must be a string, a list of token ids (integers >= 0), or a list of either")
+            if not one:
+                raise ValueError("prompt must not be empty")
+        if len({type(one) for one in batch}) > 1:
+            raise ValueError("a batch of prompts is all strings or all token-id lists")
+        return batch[0] if len(batch) == 1 else batch
 
     @field_validator("echo")
     @classmethod
@@ -226,19 +241,12 @@ class CompletionRequest(RerankRequest):
             raise ValueError("suffix (insertion) is not supported")
         return v
 
-    @field_validator("prompt", mode="before")
-    @classmethod
-    def _one_prompt(cls, v):
-        # Checked before the union's own validation, so the message names what is wrong.
-        if isinstance(v, list) and v and isinstance(v[0], (str, list)):  # a batch
-            if len(v) != 1:
-                raise ValueError("prune takes one prompt per request")
-            v = v[0]
-        if isinstance(v, str) or (isinstance(v, list) and all(type(t) is int and t >= 0 for t in v)):
-            if not v:
-                raise ValueError("prompt must not be empty")
-            return v
-        raise ValueError("prompt must be a string or a list of token ids (integers >= 0)")
+    def batch(self) -> list["CompletionRequest"]:
+        """One request per prompt: a batch of several, or this one alone."""
+        is_batch = isinstance(self.prompt, list) and self.prompt and isinstance(self.prompt[0], (str, list))
+        if not is_batch:
+            return [self]
+        return [self.model_copy(update={"prompt": one}) for one in self.prompt]
 
     def to_prompt(self) -> Prompt:
         if isinstance(self.prompt, list):  # token ids: the generator decodes them for the reward models

@@ -112,6 +112,25 @@ def response_body(shape: ResponseShape, model: str, plan: RerankPlan, selection:
     }
 
 
+def batch_body(shape: ResponseShape, model: str, answers: list[tuple[RerankPlan, Selection]]) -> dict[str, Any]:
+    """Several prompts' answers in one body, as OpenAI orders them: prompt i's choice j
+    has index i * n + j; usage is summed; `reranking` is a list, one per prompt."""
+    choices = [shape.choice(i * plan.n + j, sc.candidate)
+               for i, (plan, selection) in enumerate(answers) for j, sc in enumerate(selection.chosen)]
+    prompt_tokens = sum(selection.prompt_tokens for _, selection in answers)
+    completion_tokens = sum(selection.completion_tokens for _, selection in answers)
+    return {
+        "id": new_id(shape.id_prefix),
+        "object": shape.object,
+        "created": now(),
+        "model": model,
+        "choices": choices,
+        "usage": Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                       total_tokens=prompt_tokens + completion_tokens).model_dump(),
+        "reranking": [reranking(plan, selection).model_dump(exclude_none=True) for plan, selection in answers],
+    }
+
+
 class EventStream:
     """OpenAI's server-sent-event chunks of one response, as its text comes: the
     choices open, their text follows in pieces (all at once when the stream waited

@@ -192,8 +192,10 @@ def test_streaming_chat(client):
         ({"max_tokens": -1}, 400, "max_tokens"),
         ({"latency_budget_ms": 20000}, 400, "latency_budget_ms"),
         ({"temperature": 3}, 400, "temperature"),
-        ({"prompt": ["a", "b"]}, 400, "prompt"),
-        ({"prompt": [[1, 2], [3]]}, 400, "prompt"),
+        ({"prompt": ["a", ""]}, 400, "prompt"),
+        ({"prompt": [[1, 2], []]}, 400, "prompt"),
+        ({"prompt": ["a"] * 17}, 400, "prompt"),  # limits.batch_prompts_max
+        ({"prompt": ["a", "b"], "stream": True}, 400, "stream"),
         ({"prompt": [1, -2]}, 400, "prompt"),
         ({"prompt": [1, 60000]}, 400, "prompt"),  # not in the (fake) model's vocabulary
         ({"prompt": []}, 400, "prompt"),

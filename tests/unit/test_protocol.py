@@ -10,9 +10,12 @@ def test_a_one_element_prompt_list_is_a_prompt():
     assert CompletionRequest(model="m", prompt=["hi"]).to_prompt().text == "hi"
 
 
-def test_several_prompts_are_rejected():
-    with pytest.raises(ValidationError, match="one prompt per request"):
-        CompletionRequest(model="m", prompt=["a", "b"])
+def test_several_prompts_are_a_batch_of_requests_and_mixed_ones_are_refused():
+    batch = CompletionRequest(model="m", prompt=["a", "b"], best_of=3).batch()
+    assert [r.to_prompt().text for r in batch] == ["a", "b"] and {r.best_of for r in batch} == {3}
+    assert [r.to_prompt().token_ids for r in CompletionRequest(model="m", prompt=[[1, 2], [3]]).batch()] == [(1, 2), (3,)]
+    with pytest.raises(ValidationError, match="all strings or all token-id lists"):
+        CompletionRequest(model="m", prompt=["a", [1]])
 
 
 def test_stop_accepts_a_string_or_up_to_four():
