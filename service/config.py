@@ -329,6 +329,25 @@ class StreamingConfig(Strict):
     )
 
 
+class BanListConfig(Strict):
+    """Words and phrases candidates are never sampled with (vLLM's `bad_words`): slop
+    banned at the source, so the reward model chooses among what is left."""
+
+    lexicon: Literal["slop"] | None = Field(
+        None, description="slop: the slop reward's phrase list (service/reward/slop.py SLOP_PHRASES)."
+    )
+    words: list[str] = Field(default_factory=list, description="More words or phrases to ban.")
+
+    def resolve(self) -> tuple[str, ...]:
+        words = list(self.words)
+        if self.lexicon == "slop":
+            from service.reward.slop import SLOP_PHRASES
+
+            words += SLOP_PHRASES
+        # Each as written and capitalised (a sentence may start with it); vLLM bans the token sequences.
+        return tuple(dict.fromkeys(form for w in words if w.strip() for form in (w, w[:1].upper() + w[1:])))
+
+
 class PartialOffsetsConfig(Strict):
     """How much a reward model overrates a text cut at so many tokens, measured by
     loadtests/calibrate_commit (mean of final minus partial reward, scored together)."""
@@ -438,6 +457,10 @@ class ServiceConfig(Strict):
     pruning: PruningConfig = Field(default_factory=PruningConfig)
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
     streaming: StreamingConfig = Field(default_factory=StreamingConfig)
+    bans: dict[str, BanListConfig] = Field(
+        default_factory=dict, description="Named ban lists; a request picks one by name (`bans`), or false for none."
+    )
+    default_bans: str | None = Field(None, description="The ban list requests get unless they say otherwise.")
     partial_offsets: dict[str, PartialOffsetsConfig] = Field(
         default_factory=dict, description="Per reward model name: how it judges cut texts, so partial and "
         "finished candidates compete fairly; a model not listed judges partial texts as they read."
@@ -471,6 +494,8 @@ class ServiceConfig(Strict):
     def _default_reward_is_configured(self) -> "ServiceConfig":
         check_reward_models(self.reward_models, self.default_reward_model)
         check_callers(self.callers)
+        if self.default_bans is not None and self.default_bans not in self.bans:
+            raise ValueError(f"default_bans: {self.default_bans!r} is not one of bans ({', '.join(sorted(self.bans))})")
         unknown = sorted(set(self.partial_offsets) - set(self.reward_models))
         if unknown:
             raise ValueError(f"partial_offsets: {', '.join(unknown)} is not a configured reward model")

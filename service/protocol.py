@@ -82,6 +82,10 @@ class RerankRequest(BaseModel, ABC):
     ignore_eos: bool = False
     include_stop_str_in_output: bool = False
     skip_special_tokens: bool = True
+    bans: str | bool | None = Field(
+        None, description="A configured ban list's name (its words are never sampled), false for none; default: "
+        "the config's default_bans."
+    )
     # OpenAI fields prune cannot honour yet: accepted only at their do-nothing values, else a 400 naming them.
     logprobs: Any = None
     top_logprobs: Any = None

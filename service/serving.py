@@ -142,7 +142,7 @@ class Reranker:
             effective_best_of=effective,
             n=request.n,
             prompt=replace(prompt, max_tokens=max_tokens),
-            sampling=request.sampling(max_tokens),
+            sampling=self.with_bans(request.sampling(max_tokens), request.bans),
             budget=budget,
             pruning=self.pruning_plan(request, effective, reward_model),
             return_candidates=request.return_candidates,
@@ -150,6 +150,16 @@ class Reranker:
             commit=self.commit_plan(request, reward_model, offsets),
             offsets=offsets,
         )
+
+    def with_bans(self, sampling: SamplingSpec, asked: str | bool | None) -> SamplingSpec:
+        """The request's bad_words plus its ban list's (a name, false for none, or the default)."""
+        name = self.config.default_bans if asked is None or asked is True else (asked or None)
+        if name is None:
+            return sampling
+        if name not in self.config.bans:
+            raise NotFound(f"bans {name!r} is not a configured ban list", param="bans", code="bans_not_found")
+        banned = self.config.bans[name].resolve()
+        return replace(sampling, bad_words=tuple(dict.fromkeys(sampling.bad_words + banned)))
 
     @contextlib.asynccontextmanager
     async def admit(

@@ -72,3 +72,14 @@ def test_the_openai_generator_sends_the_options_in_vllms_names():
     gen = OpenAIGenerator(OpenAIGeneratorConfig(url="http://127.0.0.1:9", served_model_name="m"))
     _, body = gen.request(Prompt(text="Hi"), SamplingSpec(max_tokens=8, top_k=5, logit_bias=((42, -100.0),)), 0)
     assert body["top_k"] == 5 and body["logit_bias"] == {"42": -100.0} and "min_p" not in body
+
+
+def test_a_named_ban_list_reaches_the_engine_as_bad_words_and_false_turns_the_default_off():
+    client = make_client(bans={"slop": {"lexicon": "slop", "words": ["frankly"]}}, default_bans="slop")
+    assert client.post("/v1/chat/completions", json={**CHAT, "bad_words": ["honestly"]}).status_code == 200
+    banned = client.generator.samplings[-1].bad_words
+    assert {"honestly", "frankly", "Frankly", "delve", "Delve", "tapestry"} <= set(banned)
+    assert client.post("/v1/chat/completions", json={**CHAT, "bans": False}).status_code == 200
+    assert client.generator.samplings[-1].bad_words == ()
+    r = client.post("/v1/chat/completions", json={**CHAT, "bans": "mine"})
+    assert r.status_code == 404 and r.json()["error"]["param"] == "bans"
