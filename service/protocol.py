@@ -87,8 +87,6 @@ class RerankRequest(BaseModel, ABC):
         "the config's default_bans."
     )
     # OpenAI fields prune cannot honour yet: accepted only at their do-nothing values, else a 400 naming them.
-    logprobs: Any = None
-    top_logprobs: Any = None
     response_format: Any = None
     tools: Any = None
     tool_choice: Any = None
@@ -135,13 +133,6 @@ class RerankRequest(BaseModel, ABC):
             raise ValueError("bad_words must be non-empty")
         return v
 
-    @field_validator("logprobs", "top_logprobs")
-    @classmethod
-    def _no_logprobs(cls, v):
-        if v not in (None, False, 0):
-            raise ValueError("log probabilities are not supported yet; leave it unset")
-        return v
-
     @field_validator("response_format")
     @classmethod
     def _text_only(cls, v):
@@ -182,7 +173,13 @@ class RerankRequest(BaseModel, ABC):
     def requested_max_tokens(self) -> int | None:
         return self.max_tokens
 
+    def logprob_count(self) -> int | None:
+        """None: no log probabilities; k: each token's and its k most likely alternatives."""
+        return None
+
     def sampling(self, max_tokens: int) -> SamplingSpec:
+        if self.logprob_count() is not None and self.stream:
+            raise reject("logprobs", "logprobs: not streamed yet; ask without stream")
         if self.min_tokens > max_tokens:
             raise reject("min_tokens", f"min_tokens ({self.min_tokens}) must not exceed max_tokens ({max_tokens})")
         return SamplingSpec(
@@ -203,6 +200,7 @@ class RerankRequest(BaseModel, ABC):
             ignore_eos=self.ignore_eos,
             include_stop_str_in_output=self.include_stop_str_in_output,
             skip_special_tokens=self.skip_special_tokens,
+            logprobs=self.logprob_count(),
         )
 
 
@@ -216,6 +214,11 @@ class CompletionRequest(RerankRequest):
     )
     echo: bool = False
     suffix: str | None = None
+    logprobs: int | None = Field(None, ge=0, le=20, description="Log probabilities of the chosen tokens and the "
+                                 "k most likely at each place.")
+
+    def logprob_count(self) -> int | None:
+        return self.logprobs
 
     @field_validator("prompt", mode="before")
     @classmethod
@@ -288,6 +291,18 @@ def messages_prompt(messages: list[ChatMessage]) -> Prompt:
 class ChatCompletionRequest(RerankRequest):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
+    logprobs: bool | None = Field(None, description="Log probabilities of the chosen answer's tokens.")
+    top_logprobs: int | None = Field(None, ge=0, le=20, description="With logprobs: the k most likely at each place.")
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _needs_logprobs(cls, v, info):
+        if v is not None and not info.data.get("logprobs"):
+            raise ValueError("top_logprobs needs logprobs: true")
+        return v
+
+    def logprob_count(self) -> int | None:
+        return (self.top_logprobs or 0) if self.logprobs else None
 
     def to_prompt(self) -> Prompt:
         return messages_prompt(self.messages)

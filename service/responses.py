@@ -25,7 +25,8 @@ class ResponseShape:
     id_prefix: str
 
     def choice(self, index: int, candidate: Candidate) -> dict[str, Any]:
-        return {"index": index, "text": candidate.text, "finish_reason": candidate.finish_reason, "logprobs": None}
+        return {"index": index, "text": candidate.text, "finish_reason": candidate.finish_reason,
+                "logprobs": completion_logprobs(candidate)}
 
     # A streamed choice: an opening chunk (chat only), its text in pieces, a finish chunk.
     def opening(self, index: int) -> dict[str, Any] | None:
@@ -41,7 +42,8 @@ class ResponseShape:
 class ChatShape(ResponseShape):
     def choice(self, index: int, candidate: Candidate) -> dict[str, Any]:
         message = {"role": "assistant", "content": candidate.text}
-        return {"index": index, "message": message, "finish_reason": candidate.finish_reason, "logprobs": None}
+        return {"index": index, "message": message, "finish_reason": candidate.finish_reason,
+                "logprobs": chat_logprobs(candidate)}
 
     def opening(self, index: int) -> dict[str, Any] | None:
         return {"index": index, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
@@ -90,6 +92,30 @@ def reranking(plan: RerankPlan, selection: Selection) -> Reranking:
         if plan.return_candidates
         else None,
     )
+
+
+def completion_logprobs(candidate: Candidate) -> dict[str, Any] | None:
+    """OpenAI's completions shape: parallel lists, alternatives as {token: logprob}."""
+    if candidate.logprobs is None:
+        return None
+    offsets, at = [], 0
+    for entry in candidate.logprobs:
+        offsets.append(at)
+        at += len(entry.token)
+    return {"tokens": [e.token for e in candidate.logprobs], "token_logprobs": [e.logprob for e in candidate.logprobs],
+            "top_logprobs": [dict(e.top) for e in candidate.logprobs], "text_offset": offsets}
+
+
+def chat_logprobs(candidate: Candidate) -> dict[str, Any] | None:
+    """OpenAI's chat shape: one object per token, with its bytes and alternatives."""
+    if candidate.logprobs is None:
+        return None
+
+    def token(text: str, logprob: float) -> dict[str, Any]:
+        return {"token": text, "logprob": logprob, "bytes": list(text.encode())}
+
+    return {"content": [token(e.token, e.logprob) | {"top_logprobs": [token(t, lp) for t, lp in e.top]}
+                        for e in candidate.logprobs], "refusal": None}
 
 
 def usage(selection: Selection) -> Usage:

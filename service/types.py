@@ -67,6 +67,7 @@ class SamplingSpec:
     ignore_eos: bool = False
     include_stop_str_in_output: bool = False
     skip_special_tokens: bool = True
+    logprobs: int | None = None  # None: none; k: each token's log probability and its k most likely alternatives
 
     ENGINE_OPTIONS = ("frequency_penalty", "presence_penalty", "repetition_penalty", "top_k", "min_p",
                       "min_tokens", "logit_bias", "stop_token_ids", "bad_words", "ignore_eos",
@@ -84,6 +85,15 @@ class SamplingSpec:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """A sampled token, its log probability and the most likely alternatives at its place."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
 class Candidate:
     """One sampled completion. `finished` is False when the deadline cut it short."""
 
@@ -94,6 +104,7 @@ class Candidate:
     finished: bool = True
     prompt_tokens: int = 0  # the same for every candidate of a request
     pruned: bool = False  # aborted at a pruning checkpoint for scoring low
+    logprobs: tuple[TokenLogprob, ...] | None = None  # one per token, when asked (finished candidates)
 
 
 @dataclass(frozen=True)

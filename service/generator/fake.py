@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, AsyncIterator
 from service.config import FakeGeneratorConfig
 from service.errors import BadRequest
 from service.generator.base import Generator, Progress, race_deadline
-from service.types import Candidate, Committed, Deadline, Delta, Prompt, SamplingSpec
+from service.types import Candidate, Committed, Deadline, Delta, Prompt, SamplingSpec, TokenLogprob
 
 if TYPE_CHECKING:
     from service.commit import CommitPlan
@@ -72,7 +72,21 @@ class FakeGenerator(Generator):
             self.aborted += 1
             raise
         reason = "length" if len(words) > sampling.max_tokens else "stop"
-        return Candidate(i, " ".join(out), reason, len(out), prompt_tokens=progress.prompt_tokens)
+        return Candidate(i, " ".join(out), reason, len(out), prompt_tokens=progress.prompt_tokens,
+                         logprobs=self._logprobs(out, sampling.logprobs))
+
+    @staticmethod
+    def _logprobs(words: list[str], k: int | None) -> tuple[TokenLogprob, ...] | None:
+        """Deterministic stand-ins: word j has log probability -0.1 * (j + 1), and k alternatives below it."""
+        if k is None:
+            return None
+        tokens = [w if j == 0 else " " + w for j, w in enumerate(words)]  # the tokens join into the text
+        out = []
+        for j, token in enumerate(tokens):
+            logprob = -0.1 * (j + 1)
+            top = [(token, logprob)] + [(f"alt{m}", logprob - m) for m in range(1, k)]
+            out.append(TokenLogprob(token, logprob, tuple(top[:k])))
+        return tuple(out)
 
     async def generate(
         self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline,

@@ -58,6 +58,9 @@ class OpenAIGenerator(Generator):
 
     def request(self, prompt: Prompt, sampling: SamplingSpec, i: int) -> tuple[str, dict[str, Any]]:
         """Candidate i's endpoint and body."""
+        if sampling.logprobs is not None:
+            raise BadRequest("logprobs are not available with the openai generator (a remote server)",
+                             param="logprobs")
         body: dict[str, Any] = {
             "model": self.model_name,
             "max_tokens": sampling.max_tokens,

@@ -17,7 +17,7 @@ from service.config import VLLMGeneratorConfig
 from service.embedded import resolve_model_path
 from service.errors import BadRequest, Overloaded
 from service.generator.base import Generator, Progress, race_deadline
-from service.types import Candidate, Committed, Deadline, Delta, Prompt, SamplingSpec
+from service.types import Candidate, Committed, Deadline, Delta, Prompt, SamplingSpec, TokenLogprob
 
 if TYPE_CHECKING:
     from service.commit import CommitPlan
@@ -124,6 +124,7 @@ class VLLMGenerator(Generator):
                 seed=None if sampling.seed is None else sampling.seed + i,
                 output_kind=RequestOutputKind.CUMULATIVE,  # partial text is there at the deadline
                 **sampling.engine_options(),  # penalties, top_k, min_p, logit_bias, bans, ...
+                logprobs=sampling.logprobs,
             )
             final, queued = None, True
             with self.running_candidate():
@@ -133,8 +134,23 @@ class VLLMGenerator(Generator):
                     if queued and out.metrics is not None and out.metrics.scheduled_ts:
                         queued = False
                         metrics.QUEUE_WAIT.observe(max(out.metrics.scheduled_ts - out.metrics.queued_ts, 0.0))
-            return Candidate(i, final.text, final.finish_reason or "stop", len(final.token_ids), prompt_tokens=len(ids))
+            return Candidate(i, final.text, final.finish_reason or "stop", len(final.token_ids), prompt_tokens=len(ids),
+                             logprobs=token_logprobs(final, sampling.logprobs))
 
         # Cancelling run(i) cancels its engine.generate(), which aborts the request in the engine.
         async for event in race_deadline([run(i) for i in range(n)], deadline, progress, judging):
             yield event
+
+
+def token_logprobs(output, k: int | None) -> tuple[TokenLogprob, ...] | None:
+    """vLLM's per-token logprobs (a dict of candidates per place, the sampled one among
+    them) as TokenLogprob: the sampled token first, then the k most likely."""
+    if k is None or output.logprobs is None:
+        return None
+    out = []
+    for token_id, place in zip(output.token_ids, output.logprobs):
+        sampled = place[token_id]
+        ranked = sorted(place.values(), key=lambda entry: entry.rank or 0)[:k]
+        out.append(TokenLogprob(sampled.decoded_token or "", sampled.logprob,
+                                tuple((entry.decoded_token or "", entry.logprob) for entry in ranked)))
+    return tuple(out)

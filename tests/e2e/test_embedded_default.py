@@ -69,6 +69,16 @@ def test_a_strong_frequency_penalty_changes_a_seeded_answer_and_bad_words_are_ne
     assert banned not in [w.strip(",.:;!?") for w in without.split()]
 
 
+def test_logprobs_of_the_chosen_answer_come_from_the_engine_one_per_token(service):
+    body = {"model": MODEL, "prompt": "Write one sentence about rain.", "best_of": 2, "seed": 5, "max_tokens": 16,
+            "logprobs": 2}
+    choice = post(service, "/v1/completions", body).json()["choices"][0]
+    logprobs = choice["logprobs"]
+    assert logprobs["tokens"] and "".join(logprobs["tokens"]) == choice["text"]
+    assert len(logprobs["token_logprobs"]) == len(logprobs["top_logprobs"]) == len(logprobs["tokens"])
+    assert all(lp <= 0 for lp in logprobs["token_logprobs"]) and all(len(t) == 2 for t in logprobs["top_logprobs"])
+
+
 def test_a_prompt_of_token_ids_answers_as_its_text_does(service):
     from transformers import AutoTokenizer
 

@@ -43,7 +43,7 @@ def test_a_plain_request_changes_no_engine_option(client):
     ("min_p", 1.5), ("min_tokens", -1), ("min_tokens", 40), ("logit_bias", {"dog": 1}), ("logit_bias", {"5": 101}),
     ("stop_token_ids", [-1]), ("bad_words", [" "]),
     # OpenAI fields prune cannot honour yet
-    ("logprobs", True), ("top_logprobs", 3), ("response_format", {"type": "json_object"}),
+    ("top_logprobs", 3), ("logprobs", 5), ("response_format", {"type": "json_object"}),
     ("tools", [{"type": "function", "function": {"name": "f"}}]), ("tool_choice", "auto"),
 ])
 def test_a_field_out_of_range_or_not_honoured_is_a_400_naming_it(client, field, value):
@@ -52,7 +52,7 @@ def test_a_field_out_of_range_or_not_honoured_is_a_400_naming_it(client, field, 
     assert r.json()["error"]["param"].split(".")[0] == field  # e.g. stop_token_ids.0: the very item
 
 
-@pytest.mark.parametrize("field, value", [("echo", True), ("suffix", "the end"), ("logprobs", 2)])
+@pytest.mark.parametrize("field, value", [("echo", True), ("suffix", "the end"), ("logprobs", 21)])
 def test_completion_fields_prune_cannot_honour_are_refused_by_name(sdk, field, value):
     with pytest.raises(openai.BadRequestError) as refused:
         sdk.completions.create(model="fake-model", prompt="Hi", **{field: value})
@@ -83,3 +83,26 @@ def test_a_named_ban_list_reaches_the_engine_as_bad_words_and_false_turns_the_de
     assert client.generator.samplings[-1].bad_words == ()
     r = client.post("/v1/chat/completions", json={**CHAT, "bans": "mine"})
     assert r.status_code == 404 and r.json()["error"]["param"] == "bans"
+
+
+def test_completion_logprobs_come_back_one_entry_per_token_in_openais_shape(sdk):
+    completion = sdk.completions.create(model="fake-model", prompt="Hi", logprobs=2, max_tokens=16)
+    choice = completion.choices[0]
+    logprobs = choice.logprobs
+    assert "".join(logprobs.tokens) == choice.text
+    assert len(logprobs.tokens) == len(logprobs.token_logprobs) == len(logprobs.top_logprobs) == len(choice.text.split())
+    assert all(len(top) == 2 and max(top.values()) == lp for top, lp in zip(logprobs.top_logprobs, logprobs.token_logprobs))
+    assert logprobs.text_offset[1] == len(logprobs.tokens[0])
+
+
+def test_chat_logprobs_with_top_logprobs_in_openais_shape_and_none_when_not_asked(sdk):
+    chat = sdk.chat.completions.create(**CHAT, logprobs=True, top_logprobs=3)
+    content = chat.choices[0].logprobs.content
+    assert "".join(t.token for t in content) == chat.choices[0].message.content
+    assert all(len(t.top_logprobs) == 3 and t.bytes == list(t.token.encode()) for t in content)
+    assert sdk.chat.completions.create(**CHAT).choices[0].logprobs is None
+
+
+def test_logprobs_are_not_streamed_yet(client):
+    r = client.post("/v1/chat/completions", json={**CHAT, "logprobs": True, "stream": True})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "logprobs"
