@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from dataclasses import replace
 from typing import TYPE_CHECKING, AsyncIterator
 
 from service import metrics
@@ -153,4 +154,8 @@ def token_logprobs(output, k: int | None) -> tuple[TokenLogprob, ...] | None:
         ranked = sorted(place.values(), key=lambda entry: entry.rank or 0)[:k]
         out.append(TokenLogprob(sampled.decoded_token or "", sampled.logprob,
                                 tuple((entry.decoded_token or "", entry.logprob) for entry in ranked)))
+    # The end-of-sequence token is a token (it was sampled, it has a log probability) but no
+    # text: keep its entry with empty text, so the tokens still join into the answer.
+    if out and "".join(e.token for e in out) != output.text and "".join(e.token for e in out[:-1]) == output.text:
+        out[-1] = replace(out[-1], token="")
     return tuple(out)
