@@ -329,21 +329,32 @@ class StreamingConfig(Strict):
     )
 
 
+# vLLM bans at most 128 token sequences per request (VLLM_MAX_NUM_BAD_WORDS) and makes two of each
+# word (with and without a leading space).
+MAX_BAD_WORDS = 64
+
+
 class BanListConfig(Strict):
     """Words and phrases candidates are never sampled with (vLLM's `bad_words`): slop
     banned at the source, so the reward model chooses among what is left."""
 
     lexicon: Literal["slop"] | None = Field(
-        None, description="slop: the slop reward's phrase list (service/reward/slop.py SLOP_PHRASES)."
+        None, description="slop: the slop reward's 30 commonest single-word tells (service/reward/slop.py BAN_WORDS)."
     )
     words: list[str] = Field(default_factory=list, description="More words or phrases to ban.")
+
+    @model_validator(mode="after")
+    def _within_the_engines_limit(self) -> "BanListConfig":
+        if len(self.resolve()) > MAX_BAD_WORDS:
+            raise ValueError(f"at most {MAX_BAD_WORDS} words with their capitalised forms (vLLM's limit)")
+        return self
 
     def resolve(self) -> tuple[str, ...]:
         words = list(self.words)
         if self.lexicon == "slop":
-            from service.reward.slop import SLOP_PHRASES
+            from service.reward.slop import BAN_WORDS
 
-            words += SLOP_PHRASES
+            words += BAN_WORDS
         # Each as written and capitalised (a sentence may start with it); vLLM bans the token sequences.
         return tuple(dict.fromkeys(form for w in words if w.strip() for form in (w, w[:1].upper() + w[1:])))
 

@@ -7,6 +7,7 @@ can be aborted on its own.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import uuid
@@ -128,7 +129,7 @@ class VLLMGenerator(Generator):
                 logprobs=sampling.logprobs,
             )
             final, queued = None, True
-            with self.running_candidate():
+            with self.running_candidate(), engine_validation_as_400():
                 async for out in self.engine.generate(TokensPrompt(prompt_token_ids=ids), params, f"{request_id}-{i}"):
                     final = out.outputs[0]
                     progress.update(i, final.text, len(final.token_ids))
@@ -159,3 +160,15 @@ def token_logprobs(output, k: int | None) -> tuple[TokenLogprob, ...] | None:
     if out and "".join(e.token for e in out) != output.text and "".join(e.token for e in out[:-1]) == output.text:
         out[-1] = replace(out[-1], token="")
     return tuple(out)
+
+
+@contextlib.contextmanager
+def engine_validation_as_400():
+    """A request the engine refuses (too many bad_words, a logit_bias id past the vocabulary)
+    is the client's to fix: a 400 naming the parameter, not a 500."""
+    from vllm.exceptions import VLLMValidationError
+
+    try:
+        yield
+    except VLLMValidationError as exc:
+        raise BadRequest(str(exc).split(" (parameter=")[0], param=exc.parameter) from None

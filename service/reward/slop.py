@@ -54,6 +54,16 @@ SLOP_PHRASES = [
     "ultimately", "furthermore", "moreover", "additionally", "in essence", "essentially",
 ]
 
+# The single-word tells banned at the source by a `lexicon: slop` ban list (service.config.BanListConfig).
+# vLLM bans at most 128 token sequences per request, each word twice (with and without a leading
+# space), and the ban list adds each word capitalised: 30 words leave room for a request's own.
+BAN_WORDS = [
+    "delve", "delves", "delving", "tapestry", "testament", "realm", "embark", "unleash", "elevate", "seamless",
+    "seamlessly", "robust", "leverage", "leveraging", "pivotal", "multifaceted", "intricate", "showcasing",
+    "underscores", "fostering", "resonate", "vibrant", "bustling", "myriad", "plethora", "holistic", "synergy",
+    "paradigm", "transformative", "meticulous",
+]
+
 HEDGES = [
     "it's worth noting", "it is worth noting", "it's important to note", "it is important to note",
     "it should be noted", "arguably", "perhaps", "possibly", "potentially", "it seems", "it appears",
