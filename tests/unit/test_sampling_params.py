@@ -41,7 +41,7 @@ def test_a_plain_request_changes_no_engine_option(client):
 @pytest.mark.parametrize("field, value", [
     ("frequency_penalty", 2.5), ("presence_penalty", -3), ("repetition_penalty", 0), ("top_k", -2),
     ("min_p", 1.5), ("min_tokens", -1), ("min_tokens", 40), ("logit_bias", {"dog": 1}), ("logit_bias", {"5": 101}),
-    ("stop_token_ids", [-1]), ("bad_words", [" "]),
+    ("stop_token_ids", [-1]), ("bad_words", [" "]), ("bad_words", [f"w{i}" for i in range(65)]),
     # OpenAI fields prune cannot honour yet
     ("top_logprobs", 3), ("logprobs", 5), ("response_format", {"type": "json_object"}),
     ("tools", [{"type": "function", "function": {"name": "f"}}]), ("tool_choice", "auto"),
@@ -106,3 +106,10 @@ def test_chat_logprobs_with_top_logprobs_in_openais_shape_and_none_when_not_aske
 def test_logprobs_are_not_streamed_yet(client):
     r = client.post("/v1/chat/completions", json={**CHAT, "logprobs": True, "stream": True})
     assert r.status_code == 400 and r.json()["error"]["param"] == "logprobs"
+
+
+def test_a_ban_list_and_a_requests_own_words_past_the_engines_limit_are_a_400():
+    client = make_client(bans={"slop": {"lexicon": "slop"}}, default_bans="slop")
+    r = client.post("/v1/chat/completions", json={**CHAT, "bad_words": [f"w{i}" for i in range(10)]})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "bad_words"
+    assert client.post("/v1/chat/completions", json={**CHAT, "bad_words": ["w1"]}).status_code == 200
