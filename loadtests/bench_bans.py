@@ -61,11 +61,13 @@ async def bench(args) -> list[dict]:
     reranker = await local_reranker(config)
     prompts = CALIBRATION_PROMPTS[: args.prompts]
     rows = []
-    for best_of in args.best_of:
-        for bans in (False, True):
-            rows.append(await cell(reranker, prompts, best_of=best_of, bans=bans, max_tokens=args.max_tokens,
-                                   seed=args.seed))
-            print(rows[-1], flush=True)
+    cells = [(b, bans) for b in args.best_of for bans in (False, True)]
+    if args.cells:  # e.g. 4:on 8:off, to complete an earlier run
+        cells = [(int(c.split(":")[0]), c.split(":")[1] == "on") for c in args.cells]
+    for best_of, bans in cells:
+        rows.append(await cell(reranker, prompts, best_of=best_of, bans=bans, max_tokens=args.max_tokens,
+                               seed=args.seed))
+        print(rows[-1], flush=True)
     reranker.generator.shutdown()
     return rows
 
@@ -100,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--best-of", type=int, nargs="+", default=[1, 4, 8])
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--cells", nargs="+", metavar="BEST_OF:on|off", help="only these settings")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     rows = asyncio.run(bench(args))
