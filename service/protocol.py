@@ -235,18 +235,12 @@ class CompletionRequest(RerankRequest):
             raise ValueError("a batch of prompts is all strings or all token-id lists")
         return batch[0] if len(batch) == 1 else batch
 
-    @field_validator("echo")
+    @field_validator("echo", "suffix")
     @classmethod
-    def _no_echo(cls, v):
+    def _not_honoured(cls, v, info):
         if v:
-            raise ValueError("echo is not supported: the answer is the chosen completion alone")
-        return v
-
-    @field_validator("suffix")
-    @classmethod
-    def _no_suffix(cls, v):
-        if v:
-            raise ValueError("suffix (insertion) is not supported")
+            why = {"echo": "the answer is the chosen completion alone", "suffix": "insertion is not supported"}
+            raise ValueError(f"{info.field_name} is not supported: {why[info.field_name]}")
         return v
 
     def batch(self) -> list["CompletionRequest"]:
