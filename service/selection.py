@@ -257,46 +257,24 @@ async def rerank(
     if budget.generate_by.remaining() <= 0:  # it waited too long to be started: no candidate for nobody
         raise out_of_time("the latency budget ran out before generation could start")
     started = time.perf_counter()
-    candidates: dict[int, Candidate] = {}  # by index, the latest word on each
     scorer = _Scorer(reward, prompt, fallback)
-    committed: Committed | None = None
-    info: CommitInfo | None = None
-    sent: dict[int, str] = {}  # a leader's text passed on so far
+    seen = _Seen(budget)
     stream = generator.generate(prompt, sampling, best_of, budget.generate_by, pruning, commit)
     try:
         async for event in until(stream, budget.give_up_by):
-            if isinstance(event, Committed):
-                committed = event
-                info = CommitInfo(event.at_tokens, budget.elapsed_ms(time.time()), event.alive, event.scores)
-                leaders = [candidates[i] for i in event.leaders if i in candidates]  # finished: there whole already
-            elif isinstance(event, Delta):
-                leaders = [Candidate(event.index, event.text, "length", event.tokens, finished=False)]
-            else:
-                candidates[event.index] = event
-                if event.finished:
-                    scorer.add(event)
-                leaders = [event] if committed is not None and event.index in committed.leaders else []
-            for leader in leaders:
-                piece = new_text(sent.get(leader.index, ""), leader.text)
-                if not piece:
-                    continue
-                if not sent:  # the stream begins with its first text: until then a 504 is still possible
-                    yield Commit(len(committed.leaders), info)
-                sent[leader.index] = sent.get(leader.index, "") + piece
-                yield Piece(committed.leaders.index(leader.index), piece)
-        generated = time.perf_counter()
-        if committed is not None and not sent:  # committed, but no text came: answered as if it never had
-            committed = info = None
-        if committed is not None:  # the leaders are the answer; their rewards are for the account
-            finals = [candidates.get(i) or Candidate(i, sent.get(i, ""), "length", 0, finished=False)
-                      for i in committed.leaders]
-            chosen = await _score_leaders(scorer, finals, committed.scores, budget)
+            for passed_on in seen.take(event, scorer):
+                yield passed_on
+        generate_s = time.perf_counter() - started
+        if seen.committed is not None and not seen.sent:  # committed, but no text came: answered as if it never had
+            seen.committed = seen.info = None
+        if seen.committed is not None:  # the leaders are the answer; their rewards are for the account
+            chosen = await _score_leaders(scorer, seen.leaders_final(), seen.committed.scores, budget)
         else:
-            await _score_partials(scorer, list(candidates.values()), budget, degenerate)
+            await _score_partials(scorer, list(seen.candidates.values()), budget, degenerate)
     finally:
         scorer.cancel()  # client gone, a failure or the deadline: no scoring for nobody
         await stream.aclose()
-    if committed is None:
+    if seen.committed is None:
         if not scorer.batches:
             raise out_of_time("the latency budget ran out before any candidate produced text")
         chosen = sorted(scorer.scored, key=lambda sc: (
@@ -304,20 +282,63 @@ async def rerank(
             -(sc.score + adjustment(offsets, sc.candidate.finished, sc.candidate.completion_tokens)),
             sc.candidate.index,
         ))[:n]
-    everything = list(candidates.values())
-    yield Selection(
-        chosen=chosen,
-        scored=sorted(scorer.scored, key=lambda sc: sc.candidate.index),
-        candidates_generated=len(everything),
-        prompt_tokens=everything[0].prompt_tokens if everything else 0,
-        completion_tokens=sum(c.completion_tokens for c in everything),
-        stopped_early=scorer.cut or any(not c.finished and not c.pruned for c in everything),
-        candidates_pruned=sum(c.pruned for c in everything),
-        generate_s=generated - started,
-        score_calls=tuple(scorer.calls),
-        degraded=scorer.degraded,
-        commit=info,
-    )
+    yield seen.selection(chosen, scorer, generate_s)
+
+
+class _Seen:
+    """What rerank has seen of the generator: each candidate's latest word and, once the
+    generator committed, the leaders' text passed on to the stream."""
+
+    def __init__(self, budget: Budget) -> None:
+        self.budget = budget
+        self.candidates: dict[int, Candidate] = {}  # by index, the latest word on each
+        self.committed: Committed | None = None
+        self.info: CommitInfo | None = None
+        self.sent: dict[int, str] = {}  # a leader's text passed on so far
+
+    def take(self, event: Candidate | Committed | Delta, scorer: _Scorer) -> list[Commit | Piece]:
+        if isinstance(event, Committed):
+            self.committed = event
+            self.info = CommitInfo(event.at_tokens, self.budget.elapsed_ms(time.time()), event.alive, event.scores)
+            leaders = [self.candidates[i] for i in event.leaders if i in self.candidates]  # finished: whole already
+        elif isinstance(event, Delta):
+            leaders = [Candidate(event.index, event.text, "length", event.tokens, finished=False)]
+        else:
+            self.candidates[event.index] = event
+            if event.finished:
+                scorer.add(event)
+            leaders = [event] if self.committed is not None and event.index in self.committed.leaders else []
+        passed_on: list[Commit | Piece] = []
+        for leader in leaders:
+            piece = new_text(self.sent.get(leader.index, ""), leader.text)
+            if not piece:
+                continue
+            if not self.sent:  # the stream begins with its first text: until then a 504 is still possible
+                passed_on.append(Commit(len(self.committed.leaders), self.info))
+            self.sent[leader.index] = self.sent.get(leader.index, "") + piece
+            passed_on.append(Piece(self.committed.leaders.index(leader.index), piece))
+        return passed_on
+
+    def leaders_final(self) -> list[Candidate]:
+        """The committed leaders as they ended: finished, or cut with the text passed on."""
+        return [self.candidates.get(i) or Candidate(i, self.sent.get(i, ""), "length", 0, finished=False)
+                for i in self.committed.leaders]
+
+    def selection(self, chosen: list[ScoredCandidate], scorer: _Scorer, generate_s: float) -> Selection:
+        everything = list(self.candidates.values())
+        return Selection(
+            chosen=chosen,
+            scored=sorted(scorer.scored, key=lambda sc: sc.candidate.index),
+            candidates_generated=len(everything),
+            prompt_tokens=everything[0].prompt_tokens if everything else 0,
+            completion_tokens=sum(c.completion_tokens for c in everything),
+            stopped_early=scorer.cut or any(not c.finished and not c.pruned for c in everything),
+            candidates_pruned=sum(c.pruned for c in everything),
+            generate_s=generate_s,
+            score_calls=tuple(scorer.calls),
+            degraded=scorer.degraded,
+            commit=self.info,
+        )
 
 
 async def _score_leaders(

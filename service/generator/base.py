@@ -169,83 +169,118 @@ async def race_deadline(
     cancelled and yielded as partials. Cancelling a run must abort its engine
     request; closing the iterator early cancels everything still running.
     """
-    choose_victims, commit = (judging.choose_victims, judging.commit) if judging else (None, None)
-    tasks = {asyncio.ensure_future(run): i for i, run in enumerate(runs)}
-    running = set(tasks)
-    finished: dict[int, str] = {}  # index -> text
-    verdict_due: asyncio.Task | None = None  # judging the snapshots at the current checkpoint
-    committing = False  # the current checkpoint is the commit point
+    race = _Race(runs, progress, judging)
     try:
-        if commit is not None and len(tasks) <= commit[0].keep:  # nothing to choose: stream from the first token
-            yield Committed(tuple(range(len(tasks))), 0, len(tasks))
-            progress.checkpoints = []  # nothing to prune either: every candidate is a leader
-            progress.follow(set(range(len(tasks))))
-        while running:
-            waiters = set(running)
-            crossed = news = None
-            if progress.checkpoints and (choose_victims is not None or commit is not None):
-                if verdict_due is None and progress.reached({tasks[t] for t in running}):
-                    snapshot = {tasks[t]: progress.snapshots[tasks[t]] for t in running}
-                    committing = commit is not None and progress.checkpoints[0] == commit[0].at_tokens
-                    if committing:
-                        verdict_due = asyncio.ensure_future(commit[1](snapshot, dict(finished)))
-                    else:
-                        texts = {i: text for i, (text, _) in snapshot.items()}
-                        verdict_due = asyncio.ensure_future(choose_victims(texts, len(finished)))
-                if verdict_due is not None:
-                    waiters.add(verdict_due)
-                else:
-                    progress.crossed.clear()
-                    crossed = asyncio.ensure_future(progress.crossed.wait())
-                    waiters.add(crossed)
-            if progress.followed:
-                news = asyncio.ensure_future(progress.news.wait())
-                waiters.add(news)
-            try:
-                done, _ = await asyncio.wait(
-                    waiters, timeout=max(deadline.remaining(), 0), return_when=asyncio.FIRST_COMPLETED
-                )
-            finally:  # also when this is closed while waiting: no waiter left pending
-                for waiter in (crossed, news):
-                    if waiter is not None:
-                        waiter.cancel()
-            if not done:  # the deadline passed
-                await _cancel(running, metrics.CANDIDATES_ABORTED)
-                for task in sorted(running, key=tasks.get):
-                    yield progress.partial(tasks[task])
-                return
-            for delta in progress.deltas() if progress.followed else ():
-                yield delta
-            for task in sorted(done & running, key=tasks.get):
-                running.discard(task)
-                candidate = task.result()
-                finished[candidate.index] = candidate.text
-                yield candidate
-            if verdict_due is not None and verdict_due.done():
-                verdict, verdict_due = verdict_due.result(), None
-                progress.advance()
-                if committing:
-                    victims = set() if verdict is None else {tasks[t] for t in running} - set(verdict[0])
-                else:
-                    victims = set(verdict)
-                doomed = [t for t in running if tasks[t] in victims]
-                await _cancel(doomed, metrics.CANDIDATES_PRUNED)
-                for task in sorted(doomed, key=tasks.get):
-                    running.discard(task)
-                    yield progress.partial(tasks[task], pruned=True)
-                if committing and verdict is not None:
-                    leaders, scores = verdict
-                    alive = len(running) + len(doomed) + len(finished)
-                    yield Committed(tuple(leaders), commit[0].at_tokens, alive, tuple(scores))
-                    progress.checkpoints = []
-                    progress.follow({tasks[t] for t in running})
+        for event in race.start():
+            yield event
+        while race.running:
+            done = await race.wait(deadline)
+            events = await (race.settle(done) if done else race.stop_at_deadline())
+            for event in events:
+                yield event
     finally:
-        if verdict_due is not None:
-            verdict_due.cancel()
-        await _cancel([t for t in tasks if not t.done()], metrics.CANDIDATES_ABORTED)
+        await race.close()
+
+
+class _Race:
+    """One race_deadline's candidates, the ones still running and the checkpoint being judged."""
+
+    def __init__(self, runs: Sequence[Coroutine[Any, Any, Candidate]], progress: Progress,
+                 judging: Judging | None) -> None:
+        self.choose_victims, self.commit = (judging.choose_victims, judging.commit) if judging else (None, None)
+        self.progress = progress
+        self.tasks = {asyncio.ensure_future(run): i for i, run in enumerate(runs)}
+        self.running = set(self.tasks)
+        self.finished: dict[int, str] = {}  # index -> text
+        self.verdict_due: asyncio.Task | None = None  # judging the snapshots at the current checkpoint
+        self.committing = False  # the current checkpoint is the commit point
+
+    def start(self) -> list[Committed]:
+        if self.commit is None or len(self.tasks) > self.commit[0].keep:
+            return []
+        # Nothing to choose: stream from the first token, and nothing to prune either.
+        self.progress.checkpoints = []
+        self.progress.follow(set(range(len(self.tasks))))
+        return [Committed(tuple(range(len(self.tasks))), 0, len(self.tasks))]
+
+    async def wait(self, deadline: Deadline) -> set[asyncio.Future]:
+        """Until a candidate finishes, a verdict is in, a checkpoint is crossed or a leader
+        writes more; empty when the deadline passed first."""
+        waiters, helpers = set(self.running), []
+        if self.progress.checkpoints and (self.choose_victims is not None or self.commit is not None):
+            self._judge_if_reached()
+            if self.verdict_due is not None:
+                waiters.add(self.verdict_due)
+            else:
+                self.progress.crossed.clear()
+                helpers.append(asyncio.ensure_future(self.progress.crossed.wait()))
+        if self.progress.followed:
+            helpers.append(asyncio.ensure_future(self.progress.news.wait()))
+        try:
+            done, _ = await asyncio.wait(waiters | set(helpers), timeout=max(deadline.remaining(), 0),
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:  # also when the race is closed while waiting: no waiter left pending
+            for helper in helpers:
+                helper.cancel()
+        return done
+
+    def _judge_if_reached(self) -> None:
+        """Once every running candidate has reached the next checkpoint, judge their snapshots."""
+        if self.verdict_due is not None or not self.progress.reached({self.tasks[t] for t in self.running}):
+            return
+        snapshot = {self.tasks[t]: self.progress.snapshots[self.tasks[t]] for t in self.running}
+        self.committing = self.commit is not None and self.progress.checkpoints[0] == self.commit[0].at_tokens
+        if self.committing:
+            self.verdict_due = asyncio.ensure_future(self.commit[1](snapshot, dict(self.finished)))
+        else:
+            texts = {i: text for i, (text, _) in snapshot.items()}
+            self.verdict_due = asyncio.ensure_future(self.choose_victims(texts, len(self.finished)))
+
+    async def settle(self, done: set[asyncio.Future]) -> list[Candidate | Committed | Delta]:
+        """The leaders' new text, the candidates that finished, then the verdict if it is in."""
+        events: list[Candidate | Committed | Delta] = list(self.progress.deltas()) if self.progress.followed else []
+        for task in sorted(done & self.running, key=self.tasks.get):
+            self.running.discard(task)
+            candidate = task.result()
+            self.finished[candidate.index] = candidate.text
+            events.append(candidate)
+        if self.verdict_due is not None and self.verdict_due.done():
+            events += await self._carry_out(self.verdict_due.result())
+        return events
+
+    async def _carry_out(self, verdict) -> list[Candidate | Committed]:
+        """Cancel the victims (or at the commit point, all but the leaders) and yield them as pruned."""
+        self.verdict_due = None
+        self.progress.advance()
+        if self.committing:
+            victims = set() if verdict is None else {self.tasks[t] for t in self.running} - set(verdict[0])
+        else:
+            victims = set(verdict)
+        doomed = sorted((t for t in self.running if self.tasks[t] in victims), key=self.tasks.get)
+        await _cancel(doomed, metrics.CANDIDATES_PRUNED)
+        self.running.difference_update(doomed)
+        events: list[Candidate | Committed] = [self.progress.partial(self.tasks[t], pruned=True) for t in doomed]
+        if self.committing and verdict is not None:
+            leaders, scores = verdict
+            alive = len(self.running) + len(doomed) + len(self.finished)
+            events.append(Committed(tuple(leaders), self.commit[0].at_tokens, alive, tuple(scores)))
+            self.progress.checkpoints = []
+            self.progress.follow({self.tasks[t] for t in self.running})
+        return events
+
+    async def stop_at_deadline(self) -> list[Candidate]:
+        await _cancel(self.running, metrics.CANDIDATES_ABORTED)
+        partials = [self.progress.partial(self.tasks[t]) for t in sorted(self.running, key=self.tasks.get)]
+        self.running.clear()
+        return partials
+
+    async def close(self) -> None:
+        if self.verdict_due is not None:
+            self.verdict_due.cancel()
+        await _cancel([t for t in self.tasks if not t.done()], metrics.CANDIDATES_ABORTED)
         # When several candidates fail together the first error is raised; read the
         # others, so asyncio does not log each one as "never retrieved".
-        for task in tasks:
+        for task in self.tasks:
             if task.done() and not task.cancelled():
                 task.exception()
 
