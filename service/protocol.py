@@ -1,22 +1,22 @@
 """OpenAI-compatible request and response models, plus prune's extensions.
 
 Requests take the sampling fields of OpenAI's API and of vLLM's OpenAI server and
-pass them to the generator (penalties, top_k, min_p, logit_bias, bans, ...). A
-field OpenAI defines that prune cannot honour yet (logprobs, echo, suffix,
-response_format other than text, tools) is refused with a 400 naming it, never
-silently ignored; fields OpenAI does not define are ignored, so newer clients
+pass them to the generator (penalties, top_k, min_p, logit_bias, bans, JSON
+outputs, ...). A field OpenAI defines that prune cannot honour yet (echo, suffix,
+tools) is refused with a 400 naming it, never silently ignored; fields OpenAI does not define are ignored, so newer clients
 work. Validators name the offending parameter. The response bodies built from a
 selection are in service.responses.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from abc import ABC, abstractmethod
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from service.errors import BadRequest
 from service.types import Prompt, SamplingSpec, check_checkpoints
@@ -42,6 +42,34 @@ class StreamCommitRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     policy: Literal["select", "leader"] = "leader"
     at_tokens: int | None = Field(None, ge=1, le=4096)
+
+
+class JsonSchemaFormat(BaseModel):
+    """OpenAI's `response_format.json_schema`: the schema every candidate follows."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    name: str = Field(min_length=1, max_length=64)
+    description: str | None = None
+    schema_: dict[str, Any] = Field(alias="schema", description="A JSON schema (vLLM's structured outputs).")
+    strict: bool | None = None  # vLLM's grammar always holds candidates to the schema
+
+
+class ResponseFormat(BaseModel):
+    """text (the default), json_object (any JSON object) or json_schema: every candidate is
+    sampled under vLLM's structured outputs, and only ones that parse are chosen while any does."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_for_json_schema(self) -> "ResponseFormat":
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("type json_schema needs a json_schema object with name and schema")
+        return self
+
+    def schema_text(self) -> str | None:
+        # Not key-sorted: the order of a schema's properties is the order the model writes them in.
+        return json.dumps(self.json_schema.schema_) if self.type == "json_schema" else None
 
 
 class RerankRequest(BaseModel, ABC):
@@ -87,8 +115,8 @@ class RerankRequest(BaseModel, ABC):
         None, description="A configured ban list's name (its words are never sampled), false for none; default: "
         "the config's default_bans."
     )
+    response_format: ResponseFormat | None = None
     # OpenAI fields prune cannot honour yet: accepted only at their do-nothing values, else a 400 naming them.
-    response_format: Any = None
     tools: Any = None
     tool_choice: Any = None
     functions: Any = None
@@ -134,13 +162,6 @@ class RerankRequest(BaseModel, ABC):
             raise ValueError("bad_words must be non-empty")
         return v
 
-    @field_validator("response_format")
-    @classmethod
-    def _text_only(cls, v):
-        if v is not None and not (isinstance(v, dict) and v.get("type") == "text"):
-            raise ValueError("only {\"type\": \"text\"} is supported; structured outputs are not yet")
-        return v
-
     @field_validator("tools", "functions")
     @classmethod
     def _no_tools(cls, v):
@@ -183,6 +204,7 @@ class RerankRequest(BaseModel, ABC):
             raise reject("logprobs", "logprobs: not streamed yet; ask without stream")
         if self.min_tokens > max_tokens:
             raise reject("min_tokens", f"min_tokens ({self.min_tokens}) must not exceed max_tokens ({max_tokens})")
+        fmt = self.response_format or ResponseFormat(type="text")
         return SamplingSpec(
             max_tokens=max_tokens,
             temperature=self.temperature,
@@ -202,6 +224,8 @@ class RerankRequest(BaseModel, ABC):
             include_stop_str_in_output=self.include_stop_str_in_output,
             skip_special_tokens=self.skip_special_tokens,
             logprobs=self.logprob_count(),
+            json_object=fmt.type == "json_object",
+            json_schema=fmt.schema_text(),
         )
 
 

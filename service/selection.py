@@ -14,6 +14,7 @@ are deterministic for a given set of candidates.
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
 import time
 from dataclasses import dataclass
@@ -209,6 +210,14 @@ async def until(stream: AsyncIterator, deadline: Deadline) -> AsyncIterator:
         yield event
 
 
+def parses_as_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
 def new_text(sent: str, text: str) -> str:
     """What `text` adds to what was sent (nothing if it does not extend it: sent text cannot be taken back)."""
     return text[len(sent):] if text.startswith(sent) else ""
@@ -245,11 +254,13 @@ async def rerank(
     Partial texts (cut by the deadline) compete with finished ones, their reward
     adjusted by `offsets` (service.partials); pruned ones only if nothing else has
     text. A degenerate candidate (fewer than `min_chars` characters besides
-    whitespace: empty, a stray token) never wins while one that is not was
-    produced, finished or not.
+    whitespace: empty, a stray token; or, when JSON was asked for, text that does
+    not parse: cut short) never wins while one that is not was produced, finished or not.
     """
 
     def degenerate(candidate: Candidate) -> bool:
+        if sampling.wants_json and not parses_as_json(candidate.text):  # cut short: the grammar's promise broken
+            return True
         return len(candidate.text.strip()) < min_chars
 
     if not 1 <= n <= best_of:

@@ -68,6 +68,12 @@ class SamplingSpec:
     include_stop_str_in_output: bool = False
     skip_special_tokens: bool = True
     logprobs: int | None = None  # None: none; k: each token's log probability and its k most likely alternatives
+    json_object: bool = False  # every candidate a JSON object (vLLM's structured outputs)
+    json_schema: str | None = None  # every candidate follows this JSON schema (its JSON text: the spec stays frozen)
+
+    @property
+    def wants_json(self) -> bool:
+        return self.json_object or self.json_schema is not None
 
     ENGINE_OPTIONS = ("frequency_penalty", "presence_penalty", "repetition_penalty", "top_k", "min_p",
                       "min_tokens", "logit_bias", "stop_token_ids", "bad_words", "ignore_eos",

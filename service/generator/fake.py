@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import TYPE_CHECKING, AsyncIterator
 
 from service.config import FakeGeneratorConfig
@@ -53,7 +54,10 @@ class FakeGenerator(Generator):
         return len(text.split())
 
     async def _one(self, i: int, prompt: Prompt, sampling: SamplingSpec, progress: Progress) -> Candidate:
-        words = self._text((sampling.seed or 0) + i, prompt).split()
+        text = self._text((sampling.seed or 0) + i, prompt)
+        if sampling.wants_json:  # as a grammar would have it: valid JSON unless cut short
+            text = json.dumps({"answer": text})
+        words = text.split()
         out: list[str] = []
         try:
             with self.running_candidate():

@@ -77,6 +77,11 @@ class OpenAIGenerator(Generator):
         if "logit_bias" in options:
             options["logit_bias"] = {str(token): bias for token, bias in options["logit_bias"].items()}
         body |= options
+        if sampling.json_schema is not None:
+            body["response_format"] = {"type": "json_schema",
+                                       "json_schema": {"name": "answer", "schema": json.loads(sampling.json_schema)}}
+        elif sampling.json_object:
+            body["response_format"] = {"type": "json_object"}
         if prompt.messages is not None:
             return "/v1/chat/completions", body | {"messages": [dict(m) for m in prompt.messages]}
         return "/v1/completions", body | {"prompt": list(prompt.token_ids) if prompt.token_ids else prompt.text}

@@ -8,6 +8,8 @@ can be aborted on its own.
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import logging
 import os
 import uuid
@@ -27,6 +29,9 @@ if TYPE_CHECKING:
     from service.reward.catalog import RewardCatalog
 
 log = logging.getLogger(__name__)
+
+# vLLM's VLLM_MAX_NUM_BAD_WORDS: the banned sequences are checked one by one at every step.
+MAX_BANNED_SEQUENCES = 128
 
 
 class VLLMGenerator(Generator):
@@ -58,6 +63,7 @@ class VLLMGenerator(Generator):
         )
         self.engine = AsyncLLM.from_engine_args(args)
         self.tokenizer = self.engine.get_tokenizer()
+        self.banned_sequences = functools.lru_cache(maxsize=256)(functools.partial(ban_sequences, self.tokenizer))
         log.info("vLLM engine ready: %s (%s)", self.config.served_model_name, model_path)
 
     def shutdown(self) -> None:
@@ -116,6 +122,9 @@ class VLLMGenerator(Generator):
         judging = self.judging(prompt, n, pruning, commit)
         progress = Progress(len(ids), judging.checkpoints)
 
+        engine_options = sampling.engine_options()
+        banned = [list(ids) for ids in self.banned_sequences(tuple(engine_options.pop("bad_words", ())))] or None
+
         async def run(i: int) -> Candidate:
             params = SamplingParams(
                 n=1,
@@ -125,9 +134,11 @@ class VLLMGenerator(Generator):
                 stop=list(sampling.stop) or None,
                 seed=None if sampling.seed is None else sampling.seed + i,
                 output_kind=RequestOutputKind.CUMULATIVE,  # partial text is there at the deadline
-                **sampling.engine_options(),  # penalties, top_k, min_p, logit_bias, bans, ...
+                **engine_options,  # penalties, top_k, min_p, logit_bias, ...
                 logprobs=sampling.logprobs,
+                structured_outputs=structured_outputs(sampling),
             )
+            params._bad_words_token_ids = banned  # see ban_sequences: what vLLM's bad_words would leave out
             final, queued = None, True
             with self.running_candidate(), engine_validation_as_400():
                 async for out in self.engine.generate(TokensPrompt(prompt_token_ids=ids), params, f"{request_id}-{i}"):
@@ -142,6 +153,35 @@ class VLLMGenerator(Generator):
         # Cancelling run(i) cancels its engine.generate(), which aborts the request in the engine.
         async for event in race_deadline([run(i) for i in range(n)], deadline, progress, judging):
             yield event
+
+
+def ban_sequences(tokenizer, words: tuple[str, ...]) -> tuple[tuple[int, ...], ...]:
+    """The token sequences that ban each word at the start of a text and after a space.
+
+    vLLM's own `bad_words` keeps a word's after-a-space form only when it has as many
+    tokens as the bare form; in SmolLM2's tokenizer " vibrant" is one token and "vibrant"
+    three, so 29 of the slop lexicon's 30 words would still be sampled mid-sentence.
+    Set as the SamplingParams' token sequences, which the engine bans as it bans bad_words.
+    """
+    sequences: list[tuple[int, ...]] = []
+    for word in words:
+        for form in (word.lstrip(), " " + word.lstrip()):
+            ids = tuple(tokenizer.encode(form, add_special_tokens=False))
+            if ids and ids not in sequences:
+                sequences.append(ids)
+    if len(sequences) > MAX_BANNED_SEQUENCES:
+        raise BadRequest(f"bad_words make {len(sequences)} token sequences; the engine bans at most "
+                         f"{MAX_BANNED_SEQUENCES}", param="bad_words")
+    return tuple(sequences)
+
+
+def structured_outputs(sampling: SamplingSpec):
+    """vLLM's grammar for a JSON answer: every token sampled keeps the text valid JSON."""
+    from vllm.sampling_params import StructuredOutputsParams
+
+    if sampling.json_schema is not None:
+        return StructuredOutputsParams(json=json.loads(sampling.json_schema))
+    return StructuredOutputsParams(json_object=True) if sampling.json_object else None
 
 
 def token_logprobs(output, k: int | None) -> tuple[TokenLogprob, ...] | None:

@@ -1,5 +1,7 @@
 """Every sampling field reaches the generator, and what prune cannot honour is a 400 naming it."""
 
+import json
+
 import openai
 import pytest
 
@@ -43,7 +45,8 @@ def test_a_plain_request_changes_no_engine_option(client):
     ("min_p", 1.5), ("min_tokens", -1), ("min_tokens", 40), ("logit_bias", {"dog": 1}), ("logit_bias", {"5": 101}),
     ("stop_token_ids", [-1]), ("bad_words", [" "]), ("bad_words", [f"w{i}" for i in range(65)]),
     # OpenAI fields prune cannot honour yet
-    ("top_logprobs", 3), ("logprobs", 5), ("response_format", {"type": "json_object"}),
+    ("top_logprobs", 3), ("logprobs", 5), ("response_format", {"type": "xml"}),
+    ("response_format", {"type": "json_schema"}), ("response_format", {"type": "json_schema", "json_schema": {"name": "a"}}),
     ("tools", [{"type": "function", "function": {"name": "f"}}]), ("tool_choice", "auto"),
 ])
 def test_a_field_out_of_range_or_not_honoured_is_a_400_naming_it(client, field, value):
@@ -64,6 +67,30 @@ def test_do_nothing_values_of_those_fields_are_accepted(client):
     assert client.post("/v1/chat/completions", json=body).status_code == 200
 
 
+def test_json_object_reaches_the_generator_and_the_answer_parses(client, sdk):
+    chat = sdk.chat.completions.create(**CHAT, max_tokens=32, response_format={"type": "json_object"})
+    assert client.generator.samplings[-1].json_object and client.generator.samplings[-1].json_schema is None
+    assert json.loads(chat.choices[0].message.content) == {"answer": "The longest candidate of them all."}
+
+
+def test_a_json_schema_reaches_the_generator_in_its_own_key_order(client, sdk):
+    schema = {"type": "object", "properties": {"title": {"type": "string"}, "body": {"type": "string"}},
+              "required": ["title", "body"]}
+    sdk.chat.completions.create(**CHAT, response_format={"type": "json_schema",
+                                                         "json_schema": {"name": "note", "schema": schema}})
+    assert client.generator.samplings[-1].json_schema == json.dumps(schema)  # title before body, as the client wrote
+
+
+def test_with_json_asked_a_candidate_cut_short_never_wins_over_one_that_parses():
+    texts = ["Short.", "A far longer candidate that the token limit cuts before its closing brace."]
+    client = make_client(texts=texts)
+    body = {"model": "fake-model", "prompt": "Hi", "max_tokens": 6, "best_of": 2, "reward_model": "fake"}
+    plain = client.post("/v1/completions", json=body).json()["choices"][0]["text"]
+    assert plain.startswith("A far longer")  # the fake reward prefers the longer text, cut or not
+    as_json = client.post("/v1/completions", json={**body, "response_format": {"type": "json_object"}}).json()
+    assert json.loads(as_json["choices"][0]["text"]) == {"answer": "Short."}
+
+
 def test_the_openai_generator_sends_the_options_in_vllms_names():
     from service.config import OpenAIGeneratorConfig
     from service.generator.openai import OpenAIGenerator
@@ -72,6 +99,9 @@ def test_the_openai_generator_sends_the_options_in_vllms_names():
     gen = OpenAIGenerator(OpenAIGeneratorConfig(url="http://127.0.0.1:9", served_model_name="m"))
     _, body = gen.request(Prompt(text="Hi"), SamplingSpec(max_tokens=8, top_k=5, logit_bias=((42, -100.0),)), 0)
     assert body["top_k"] == 5 and body["logit_bias"] == {"42": -100.0} and "min_p" not in body
+    assert "response_format" not in body
+    _, body = gen.request(Prompt(text="Hi"), SamplingSpec(max_tokens=8, json_schema='{"type": "object"}'), 0)
+    assert body["response_format"] == {"type": "json_schema", "json_schema": {"name": "answer", "schema": {"type": "object"}}}
 
 
 def test_a_named_ban_list_reaches_the_engine_as_bad_words_and_false_turns_the_default_off():
