@@ -329,8 +329,8 @@ class StreamingConfig(Strict):
     )
 
 
-# vLLM bans at most 128 token sequences per request (VLLM_MAX_NUM_BAD_WORDS) and makes two of each
-# word (with and without a leading space).
+# The engine bans at most 128 token sequences per request (vLLM's VLLM_MAX_NUM_BAD_WORDS), two for each
+# word: at the start of a text and after a space (service.generator.vllm.ban_sequences).
 MAX_BAD_WORDS = 64
 
 

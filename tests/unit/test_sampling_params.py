@@ -143,3 +143,29 @@ def test_a_ban_list_and_a_requests_own_words_past_the_engines_limit_are_a_400():
     r = client.post("/v1/chat/completions", json={**CHAT, "bad_words": [f"w{i}" for i in range(10)]})
     assert r.status_code == 400 and r.json()["error"]["param"] == "bad_words"
     assert client.post("/v1/chat/completions", json={**CHAT, "bad_words": ["w1"]}).status_code == 200
+
+
+class WordPieces:
+    """A tokenizer where a word alone is three pieces and after a space one token, as
+    SmolLM2's is for "vibrant"."""
+
+    def __init__(self):
+        self.ids: dict[str, int] = {}
+
+    def encode(self, text, add_special_tokens=False):
+        token = self.ids.setdefault(text, 10 + len(self.ids))
+        return [token] if text.startswith(" ") else [1, 2, token]
+
+
+def test_every_banned_word_is_banned_after_a_space_too_and_within_the_engines_limit():
+    from service.errors import BadRequest
+    from service.generator.vllm import MAX_BANNED_SEQUENCES, ban_sequences
+
+    tokenizer = WordPieces()
+    sequences = ban_sequences(tokenizer, ("vibrant", "vibrant", " bustling"))
+    # vLLM's own bad_words keeps " vibrant" only when it has as many tokens as "vibrant": here it would not.
+    assert sequences == (tuple(tokenizer.encode("vibrant")), tuple(tokenizer.encode(" vibrant")),
+                         tuple(tokenizer.encode("bustling")), tuple(tokenizer.encode(" bustling")))
+    with pytest.raises(BadRequest) as too_many:
+        ban_sequences(tokenizer, tuple(f"w{i}" for i in range(MAX_BANNED_SEQUENCES // 2 + 1)))
+    assert too_many.value.param == "bad_words"
