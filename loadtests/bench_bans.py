@@ -19,22 +19,16 @@ import asyncio
 import statistics
 import sys
 
-from loadtests.bench_chosen import tells
+from loadtests.bench_chosen import ask_unhurried, tells
 from loadtests.prompts import CALIBRATION_PROMPTS
 from loadtests.report import write_csv
 
 
 async def cell(reranker, prompts, *, best_of, bans, max_tokens, seed):
-    from service.protocol import ChatCompletionRequest
-
     candidates, chosen, rewards = [], [], []
     for i, text in enumerate(prompts):
-        request = ChatCompletionRequest.model_validate({
-            "model": reranker.generator.model_name, "messages": [{"role": "user", "content": text}],
-            "max_tokens": max_tokens, "best_of": best_of, "seed": seed + 100 * i, "latency_budget_ms": 120_000,
-            "reward_model": "style", "pruning": False, "bans": "slop" if bans else False})
-        plan = await reranker.plan(request)
-        selection = await reranker.run(plan)
+        plan, selection = await ask_unhurried(reranker, text, seed + 100 * i, best_of=best_of, max_tokens=max_tokens,
+                                              bans="slop" if bans else False)
         candidates += [tells(s.candidate.text) for s in selection.scored]
         chosen.append(tells(selection.chosen[0].candidate.text))
         head = (await reranker.catalog.current()).get("style-head")

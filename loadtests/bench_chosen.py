@@ -34,20 +34,29 @@ def tells(text: str) -> dict[str, float]:
             "words": float(words)}
 
 
+async def ask_unhurried(reranker, text: str, seed: int, *, best_of: int, max_tokens: int, **extra):
+    """`text` as a chat request through the service's request path, pruning off and two minutes
+    of budget, so every candidate finishes: (plan, selection)."""
+    from service.protocol import ChatCompletionRequest
+
+    request = ChatCompletionRequest.model_validate({
+        "model": reranker.generator.model_name, "messages": [{"role": "user", "content": text}],
+        "max_tokens": max_tokens, "best_of": best_of, "seed": seed, "latency_budget_ms": 120_000,
+        "reward_model": "style", "pruning": False, **extra})
+    plan = await reranker.plan(request)
+    return plan, await reranker.run(plan)
+
+
 async def bench(args) -> list[dict]:
     from service.config import load_serve_file
-    from service.protocol import ChatCompletionRequest
     from service.serving import local_reranker
 
     _, config = load_serve_file(args.config)
     reranker = await local_reranker(config)
     rows = []
     for i, text in enumerate(CALIBRATION_PROMPTS[: args.prompts]):
-        request = ChatCompletionRequest.model_validate({
-            "model": reranker.generator.model_name, "messages": [{"role": "user", "content": text}],
-            "max_tokens": args.max_tokens, "best_of": args.best_of, "seed": args.seed + 100 * i,
-            "latency_budget_ms": 120_000, "reward_model": "style", "pruning": False})
-        selection = await reranker.run(await reranker.plan(request))
+        _, selection = await ask_unhurried(reranker, text, args.seed + 100 * i, best_of=args.best_of,
+                                           max_tokens=args.max_tokens)
         first = next(s for s in selection.scored if s.candidate.index == 0)
         chosen = selection.chosen[0]
         row = {"prompt": i, "chosen_index": chosen.candidate.index, "reward_chosen": chosen.score,

@@ -20,6 +20,7 @@ import asyncio
 import json
 import sys
 
+from loadtests.bench_chosen import ask_unhurried
 from loadtests.prompts import MINING_PROMPTS
 from loadtests.report import write_csv
 
@@ -53,18 +54,14 @@ def count_tells(texts: list[str]) -> list[dict]:
 
 async def sample(args) -> list[str]:
     from service.config import load_serve_file
-    from service.protocol import ChatCompletionRequest
     from service.serving import local_reranker
 
     _, config = load_serve_file(args.config)
     reranker = await local_reranker(config)
     texts = []
     for i, prompt in enumerate(MINING_PROMPTS[: args.prompts]):
-        request = ChatCompletionRequest.model_validate({
-            "model": reranker.generator.model_name, "messages": [{"role": "user", "content": prompt}],
-            "max_tokens": args.max_tokens, "best_of": args.best_of, "seed": args.seed + 100 * i,
-            "latency_budget_ms": 120_000, "reward_model": "slop", "pruning": False})
-        selection = await reranker.run(await reranker.plan(request))
+        _, selection = await ask_unhurried(reranker, prompt, args.seed + 100 * i, best_of=args.best_of,
+                                           max_tokens=args.max_tokens, reward_model="slop")
         texts += [s.candidate.text for s in selection.scored]
         print(f"prompt {i}: {len(texts)} candidates", file=sys.stderr, flush=True)
     reranker.generator.shutdown()
