@@ -200,8 +200,6 @@ class RerankRequest(BaseModel, ABC):
         return None
 
     def sampling(self, max_tokens: int) -> SamplingSpec:
-        if self.logprob_count() is not None and self.stream:
-            raise reject("logprobs", "logprobs: not streamed yet; ask without stream")
         if self.min_tokens > max_tokens:
             raise reject("min_tokens", f"min_tokens ({self.min_tokens}) must not exceed max_tokens ({max_tokens})")
         fmt = self.response_format or ResponseFormat(type="text")

@@ -32,8 +32,10 @@ class ResponseShape:
     def opening(self, index: int) -> dict[str, Any] | None:
         return None
 
-    def piece(self, index: int, text: str) -> dict[str, Any]:
-        return {"index": index, "text": text, "finish_reason": None, "logprobs": None}
+    def piece(self, index: int, text: str, whole: Candidate | None = None) -> dict[str, Any]:
+        """A piece of text; `whole` when the piece is the candidate's whole text, so its logprobs ride along."""
+        return {"index": index, "text": text, "finish_reason": None,
+                "logprobs": None if whole is None else completion_logprobs(whole)}
 
     def finish(self, index: int, reason: str) -> dict[str, Any]:
         return {"index": index, "text": "", "finish_reason": reason, "logprobs": None}
@@ -48,8 +50,9 @@ class ChatShape(ResponseShape):
     def opening(self, index: int) -> dict[str, Any] | None:
         return {"index": index, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
 
-    def piece(self, index: int, text: str) -> dict[str, Any]:
-        return {"index": index, "delta": {"content": text}, "finish_reason": None}
+    def piece(self, index: int, text: str, whole: Candidate | None = None) -> dict[str, Any]:
+        return {"index": index, "delta": {"content": text}, "finish_reason": None,
+                "logprobs": None if whole is None else chat_logprobs(whole)}
 
     def finish(self, index: int, reason: str) -> dict[str, Any]:
         return {"index": index, "delta": {}, "finish_reason": reason}
@@ -178,9 +181,9 @@ class EventStream:
         openings = [self.shape.opening(i) for i in range(choices)]
         return b"".join(self.chunk({"choices": [o]}) for o in openings if o is not None)
 
-    def piece(self, index: int, text: str) -> bytes:
+    def piece(self, index: int, text: str, whole: Candidate | None = None) -> bytes:
         self.sent[index] += text
-        return self.chunk({"choices": [self.shape.piece(index, text)]})
+        return self.chunk({"choices": [self.shape.piece(index, text, whole)]})
 
     def close(self, plan: RerankPlan, selection: Selection) -> bytes:
         """What is left of each choice, the finishes and the account; then [DONE]."""
@@ -188,8 +191,8 @@ class EventStream:
         account = reranking(plan, selection).model_dump(exclude_none=True)
         for i, sc in enumerate(selection.chosen):
             rest = sc.candidate.text[len(self.sent[i]):] if sc.candidate.text.startswith(self.sent[i]) else ""
-            if rest:
-                out.append(self.piece(i, rest))
+            if rest:  # all of it in a select stream, with the logprobs if asked
+                out.append(self.piece(i, rest, whole=None if self.sent[i] else sc.candidate))
             last = i == len(selection.chosen) - 1
             out.append(self.chunk({"choices": [self.shape.finish(i, sc.candidate.finish_reason)]}
                                   | ({"reranking": account} if last else {})))

@@ -218,6 +218,11 @@ class Reranker:
             if asked is not None:
                 raise reject("stream_commit", "stream_commit applies to streams (stream: true)")
             return None
+        if request.logprob_count() is not None:  # logprobs come with the chosen text: the stream waits for selection
+            if asked is not None and asked.policy == "leader":
+                raise reject("stream_commit", "stream_commit leader streams text before its logprobs are known; "
+                             "with logprobs, a stream waits for selection")
+            return None
         policy = asked.policy if asked is not None else self.config.streaming.commit
         at_tokens = (asked and asked.at_tokens) or self.config.streaming.commit_tokens
         return CommitPlan(

@@ -133,9 +133,20 @@ def test_chat_logprobs_with_top_logprobs_in_openais_shape_and_none_when_not_aske
     assert sdk.chat.completions.create(**CHAT).choices[0].logprobs is None
 
 
-def test_logprobs_are_not_streamed_yet(client):
-    r = client.post("/v1/chat/completions", json={**CHAT, "logprobs": True, "stream": True})
-    assert r.status_code == 400 and r.json()["error"]["param"] == "logprobs"
+def test_streamed_logprobs_come_with_the_chosen_text_at_selection(sdk):
+    chunks = [c for c in sdk.chat.completions.create(**CHAT, logprobs=True, top_logprobs=2, stream=True) if c.choices]
+    with_text = [c.choices[0] for c in chunks if c.choices[0].delta.content]
+    assert len(with_text) == 1  # the stream waited for selection: the whole answer in one chunk
+    tokens = with_text[0].logprobs.content
+    assert "".join(t.token for t in tokens) == with_text[0].delta.content and all(len(t.top_logprobs) == 2 for t in tokens)
+    pieces = [c.choices[0] for c in sdk.completions.create(model="fake-model", prompt="Hi", logprobs=1, stream=True)
+              if c.choices and c.choices[0].text]
+    assert "".join(pieces[0].logprobs.tokens) == pieces[0].text
+
+
+def test_a_leader_stream_cannot_carry_logprobs(client):
+    r = client.post("/v1/chat/completions", json={**CHAT, "logprobs": True, "stream": True, "stream_commit": "leader"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "stream_commit"
 
 
 def test_a_ban_list_and_a_requests_own_words_past_the_engines_limit_are_a_400():
