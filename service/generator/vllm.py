@@ -140,7 +140,8 @@ class VLLMGenerator(Generator):
             )
             params._bad_words_token_ids = banned  # see ban_sequences: what vLLM's bad_words would leave out
             final, queued = None, True
-            with self.running_candidate(), engine_validation_as_400():
+            # The engine names no parameter for a schema its grammar cannot compile.
+            with self.running_candidate(), engine_validation_as_400("response_format" if sampling.wants_json else None):
                 async for out in self.engine.generate(TokensPrompt(prompt_token_ids=ids), params, f"{request_id}-{i}"):
                     final = out.outputs[0]
                     progress.update(i, final.text, len(final.token_ids))
@@ -203,12 +204,13 @@ def token_logprobs(output, k: int | None) -> tuple[TokenLogprob, ...] | None:
 
 
 @contextlib.contextmanager
-def engine_validation_as_400():
-    """A request the engine refuses (too many bad_words, a logit_bias id past the vocabulary)
-    is the client's to fix: a 400 naming the parameter, not a 500."""
+def engine_validation_as_400(unnamed: str | None = None):
+    """A request the engine refuses (a logit_bias id past the vocabulary, a JSON schema its
+    grammar cannot compile) is the client's to fix: a 400 naming the parameter (`unnamed`
+    when the engine names none), not a 500."""
     from vllm.exceptions import VLLMValidationError
 
     try:
         yield
     except VLLMValidationError as exc:
-        raise BadRequest(str(exc).split(" (parameter=")[0], param=exc.parameter) from None
+        raise BadRequest(str(exc).split(" (parameter=")[0], param=exc.parameter or unnamed) from None

@@ -86,6 +86,10 @@ def test_json_outputs_parse_and_follow_the_schema(service):
         extra_body={"best_of": 2})
     film = json.loads(chat.choices[0].message.content)
     assert isinstance(film["title"], str) and isinstance(film["year"], int)
+    bad = {"type": "json_schema", "json_schema": {"name": "bad", "schema": {"type": "nonsense"}}}
+    with pytest.raises(openai.BadRequestError) as refused:  # a schema the grammar cannot compile
+        sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}], response_format=bad)
+    assert refused.value.body["param"] == "response_format"
 
 
 def test_logprobs_of_the_chosen_answer_come_from_the_engine_one_per_token(service):
