@@ -93,6 +93,19 @@ class VLLMGenerator(Generator):
             return self.tokenizer.encode(text, add_special_tokens=False)
         return self.tokenizer.encode(prompt.text)
 
+    def _engine_options(self, sampling: SamplingSpec) -> tuple[dict, list[list[int]] | None]:
+        """The request's engine options and its banned token sequences, each ban the cheapest
+        way the engine takes it: one-token forms as the lowest logit bias, longer ones as sequences."""
+        options = sampling.engine_options()
+        banned = self.banned_sequences(tuple(options.pop("bad_words", ())))
+        one_token = {ids[0]: -100.0 for ids in banned if len(ids) == 1}
+        if one_token:
+            # The engine adds biases to the whole batch at once; its bad-words check runs in Python per
+            # sequence, request and step: the slop lexicon's 37 one-token forms took 2.6 of its 3.1 ms
+            # a step for 8 candidates (apply_bad_words timed alone on the reference machine).
+            options["logit_bias"] = options.get("logit_bias", {}) | one_token
+        return options, [list(ids) for ids in banned if len(ids) > 1] or None
+
     async def generate(
         self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline,
         pruning: PruningPlan | None = None, commit: CommitPlan | None = None,
@@ -122,8 +135,7 @@ class VLLMGenerator(Generator):
         judging = self.judging(prompt, n, pruning, commit)
         progress = Progress(len(ids), judging.checkpoints)
 
-        engine_options = sampling.engine_options()
-        banned = [list(ids) for ids in self.banned_sequences(tuple(engine_options.pop("bad_words", ())))] or None
+        engine_options, banned = self._engine_options(sampling)
 
         async def run(i: int) -> Candidate:
             params = SamplingParams(

@@ -180,3 +180,20 @@ def test_every_banned_word_is_banned_after_a_space_too_and_within_the_engines_li
     with pytest.raises(BadRequest) as too_many:
         ban_sequences(tokenizer, tuple(f"w{i}" for i in range(MAX_BANNED_SEQUENCES // 2 + 1)))
     assert too_many.value.param == "bad_words"
+
+
+def test_one_token_bans_go_to_the_engine_as_the_lowest_bias_and_longer_ones_as_sequences():
+    import functools
+
+    from service.config import VLLMGeneratorConfig
+    from service.generator.vllm import VLLMGenerator, ban_sequences
+
+    generator = VLLMGenerator(VLLMGeneratorConfig(model="embedded:smollm2-135m-instruct"))
+    tokenizer = WordPieces()
+    generator.banned_sequences = functools.partial(ban_sequences, tokenizer)
+    spaced = tokenizer.encode(" vibrant")[0]
+    options, sequences = generator._engine_options(
+        SamplingSpec(max_tokens=8, bad_words=("vibrant",), logit_bias=((7, 2.0), (spaced, 5.0))))
+    assert options["logit_bias"] == {7: 2.0, spaced: -100.0}  # the ban wins over a bias the request set
+    assert sequences == [tokenizer.encode("vibrant")] and "bad_words" not in options
+    assert generator._engine_options(SamplingSpec(max_tokens=8)) == ({}, None)
