@@ -1,15 +1,16 @@
-"""Slop banned at the source: what vLLM's bad_words do to candidates and to the chosen answer.
+"""Slop banned at the source: what a ban list does to candidates and to the chosen answer.
 
     python -m loadtests.bench_bans --out docs/perf/bans
 
 Through the service's own request path in-process (`local_reranker`, the
 embedded default of deploy/local.yaml with a `slop` ban list added: the slop
-reward's phrase list as vLLM `bad_words`), each of the 42 calibration prompts is
+lexicon's 30 words, BAN_WORDS, banned in the engine), each of the 42 calibration prompts is
 asked as a chat request at best_of 1, 4 and 8, without and with the bans, the
 same seeds everywhere (pruning off, no budget to speak of). Per setting: slop
 phrases and hedges per 100 words over all candidates and over the chosen
 answers, and the mean `style-head` reward of the chosen answer (an absolute
-reward: comparable across best_of). Writes <out>.csv and <out>.png.
+reward: comparable across best_of), and the engine's tokens per second while
+generating (what the bans cost). Writes <out>.csv and <out>.png.
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ from loadtests.report import write_csv
 
 
 async def cell(reranker, prompts, *, best_of, bans, max_tokens, seed):
-    candidates, chosen, rewards = [], [], []
+    candidates, chosen, rewards, generate_s, tokens = [], [], [], 0.0, 0
     for i, text in enumerate(prompts):
         plan, selection = await ask_unhurried(reranker, text, seed + 100 * i, best_of=best_of, max_tokens=max_tokens,
                                               bans="slop" if bans else False)
         candidates += [tells(s.candidate.text) for s in selection.scored]
         chosen.append(tells(selection.chosen[0].candidate.text))
+        generate_s, tokens = generate_s + selection.generate_s, tokens + selection.completion_tokens
         head = (await reranker.catalog.current()).get("style-head")
         rewards.append((await head.score(plan.prompt, [selection.chosen[0].candidate.text])).values[0])
 
@@ -42,8 +44,8 @@ async def cell(reranker, prompts, *, best_of, bans, max_tokens, seed):
             "chosen_slop_per_100w": mean(chosen, "slop_per_100w"),
             "chosen_hedges_per_100w": mean(chosen, "hedges_per_100w"),
             "chosen_words": mean(chosen, "words"),
-            "chosen_style_head": round(statistics.fmean(rewards), 4)}
-
+            "chosen_style_head": round(statistics.fmean(rewards), 4),
+            "tokens_per_s": round(tokens / generate_s, 1)}  # what the bans cost the engine, if anything
 
 
 async def bench(args) -> list[dict]:
