@@ -12,7 +12,9 @@ other failure is a GeneratorServiceError (502).
 
 from __future__ import annotations
 
+import asyncio
 import json
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
 import httpx
@@ -47,6 +49,8 @@ class OpenAIGenerator(Generator):
             base_url=config.url.rstrip("/"), timeout=config.timeout_s, headers=headers,
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=32),
         )
+        self.can_tokenize: bool | None = None  # known once the server answered POST /tokenize
+        self.one_token_bans: dict[tuple[str, ...], dict[int, float]] = {}  # banned words -> their one-token forms' bias
 
     async def check_ready(self) -> None:
         try:
@@ -101,10 +105,46 @@ class OpenAIGenerator(Generator):
             raise GeneratorServiceError("the generator server's /detokenize answer has no prompt text")
         return answer["prompt"]
 
+    async def with_one_token_bans(self, sampling: SamplingSpec) -> SamplingSpec:
+        """`sampling` with its banned words' one-token forms also at the lowest logit bias.
+
+        The server's vLLM bans a word's after-a-space form by `bad_words` only when it has as
+        many tokens as the bare word (see service.generator.vllm.ban_sequences); a bias bans
+        the one-token forms wherever they come. Tokenized by the server's POST /tokenize, once
+        per word list; a server without it gets the words as `bad_words` alone.
+        """
+        if not sampling.bad_words or self.can_tokenize is False:
+            return sampling
+        if sampling.bad_words not in self.one_token_bans:
+            forms = [form for word in sampling.bad_words for form in (word.lstrip(), " " + word.lstrip())]
+            tokenized = await asyncio.gather(*(self.tokenize(form) for form in forms))
+            if self.can_tokenize is False or None in tokenized:  # none now, or a try that failed: not cached
+                return sampling
+            if len(self.one_token_bans) >= 256:
+                self.one_token_bans.clear()
+            self.one_token_bans[sampling.bad_words] = {ids[0]: -100.0 for ids in tokenized if len(ids) == 1}
+        bias = dict(sampling.logit_bias) | self.one_token_bans[sampling.bad_words]
+        return replace(sampling, logit_bias=tuple(bias.items()))
+
+    async def tokenize(self, text: str) -> list[int] | None:
+        """The server's token ids for `text` (vLLM's POST /tokenize); None when it failed."""
+        try:
+            response = await self.client.post(
+                "/tokenize", json={"model": self.model_name, "prompt": text, "add_special_tokens": False}, timeout=10)
+        except httpx.HTTPError:
+            return None
+        answer = json_or_none(await response.aread())
+        if response.status_code in (404, 405):
+            self.can_tokenize = False  # not vLLM's server
+        if response.status_code != 200 or not isinstance(answer, dict) or not isinstance(answer.get("tokens"), list):
+            return None
+        return answer["tokens"]
+
     async def generate(
         self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline,
         pruning: PruningPlan | None = None, commit: CommitPlan | None = None,
     ) -> AsyncIterator[Candidate | Committed | Delta]:
+        sampling = await self.with_one_token_bans(sampling)
         judging = self.judging(prompt, n, pruning, commit)
         progress = Progress(0, judging.checkpoints)  # prompt tokens: from the server's usage
         runs = [self._one(i, prompt, sampling, progress) for i in range(n)]

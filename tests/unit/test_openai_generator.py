@@ -56,6 +56,18 @@ class StreamingServer:
         self.app.post("/v1/chat/completions")(self.chat)
         self.app.get("/v1/models")(lambda: {"data": [{"id": "remote-model"}]})
         self.app.post("/detokenize")(self.detokenize)
+        self.app.post("/tokenize")(self.tokenize)
+        self.tokenizes = 0
+        self.vllm = True  # False: a server without vLLM's /tokenize
+
+    async def tokenize(self, request: Request):
+        """As vLLM's server, with a tokenizer where a word after a space is one token and alone three."""
+        self.tokenizes += 1
+        if not self.vllm:
+            return JSONResponse({"detail": "Not Found"}, 404)
+        text = (await request.json())["prompt"]
+        token = 1000 + sum(map(ord, text.strip()))
+        return {"tokens": [token] if text.startswith(" ") else [7, 8, token], "count": 1}
 
     async def detokenize(self, request: Request):
         """As vLLM's server: token ids in, their text out; ids past its vocabulary are a 400."""
@@ -303,3 +315,42 @@ def test_an_unreachable_server_is_a_502_and_not_ready():
     with pytest.raises(Overloaded) as info:
         asyncio.run(gen.check_ready())
     assert info.value.code == "engine_unavailable" and info.value.status == 503
+
+
+def test_banned_words_one_token_forms_also_go_to_the_server_as_the_lowest_bias(server):
+    gen = make_generator(OpenAIGeneratorConfig(url=server.url, served_model_name="remote-model"))
+    sampling = SamplingSpec(max_tokens=3, bad_words=("vibrant", "Vibrant"), logit_bias=((5, 1.0),))
+
+    async def go():
+        async for _ in gen.generate(Prompt(text="Hi"), sampling, 1, Deadline.after_ms(10_000)):
+            pass
+        asked = server.tokenizes
+        async for _ in gen.generate(Prompt(text="Hi"), sampling, 1, Deadline.after_ms(10_000)):
+            pass
+        return asked, server.tokenizes
+
+    before = server.tokenizes
+    asked, after = asyncio.run(go())
+    assert asked - before == 4 and after == asked  # each form once, then from the cache
+    body = server.bodies[-1]
+    spaced = {str(1000 + sum(map(ord, w))): -100.0 for w in ("vibrant", "Vibrant")}
+    assert body["bad_words"] == ["vibrant", "Vibrant"] and body["logit_bias"] == {"5": 1.0} | spaced
+
+
+def test_a_server_without_tokenize_gets_the_banned_words_alone_and_is_not_asked_again(server):
+    gen = make_generator(OpenAIGeneratorConfig(url=server.url, served_model_name="remote-model"))
+    server.vllm = False
+    try:
+        before = server.tokenizes
+
+        async def two_requests():
+            for words in (("vibrant",), ("bustling",)):
+                async for _ in gen.generate(Prompt(text="Hi"), SamplingSpec(max_tokens=2, bad_words=words), 1,
+                                            Deadline.after_ms(10_000)):
+                    pass
+
+        asyncio.run(two_requests())
+        assert server.bodies[-1]["bad_words"] == ["bustling"] and "logit_bias" not in server.bodies[-1]
+        assert server.tokenizes - before == 2  # both forms of the first list; none after the 404s
+    finally:
+        server.vllm = True
