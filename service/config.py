@@ -329,8 +329,8 @@ class StreamingConfig(Strict):
     )
 
 
-# The engine bans at most 128 token sequences per request (vLLM's VLLM_MAX_NUM_BAD_WORDS), two for each
-# word: at the start of a text and after a space (service.generator.vllm.ban_sequences).
+# A ban list, or a request's own bad_words, holds at most this many words; the vLLM generator takes
+# up to 128 banned token sequences of two tokens or more per request (service.generator.vllm).
 MAX_BAD_WORDS = 64
 
 
@@ -346,7 +346,7 @@ class BanListConfig(Strict):
     @model_validator(mode="after")
     def _within_the_engines_limit(self) -> "BanListConfig":
         if len(self.resolve()) > MAX_BAD_WORDS:
-            raise ValueError(f"at most {MAX_BAD_WORDS} words with their capitalised forms (vLLM's limit)")
+            raise ValueError(f"at most {MAX_BAD_WORDS} words with their capitalised forms")
         return self
 
     def resolve(self) -> tuple[str, ...]:

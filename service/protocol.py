@@ -106,8 +106,8 @@ class RerankRequest(BaseModel, ABC):
     min_tokens: int = Field(0, ge=0, description="Tokens before EOS or a stop may end a candidate; <= max_tokens.")
     logit_bias: dict[str, float] | None = Field(None, description="Token id (as a string) -> bias in [-100, 100].")
     stop_token_ids: list[Annotated[int, Field(ge=0)]] | None = Field(None, max_length=64)
-    bad_words: list[str] | None = Field(None, max_length=64, description="Words never sampled (vLLM bans them; "
-                                        "with a ban list, 64 in all).")
+    bad_words: list[str] | None = Field(None, max_length=64, description="Words never sampled (banned in the "
+                                        "engine, with the request's ban list).")
     ignore_eos: bool = False
     include_stop_str_in_output: bool = False
     skip_special_tokens: bool = True

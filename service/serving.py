@@ -21,7 +21,7 @@ from service.admission import Capacity
 from service.budget import Budget
 from service.commit import NEVER, CommitPlan
 from service.callers import CallerLedger, CallerLimits, Lease, TooManyRequests, limits_of
-from service.config import MAX_BAD_WORDS, ServiceConfig
+from service.config import ServiceConfig
 from service.errors import BudgetExhausted, NotFound
 from service.generator import make_generator
 from service.generator.base import Generator
@@ -158,11 +158,8 @@ class Reranker:
             return sampling
         if name not in self.config.bans:
             raise NotFound(f"bans {name!r} is not a configured ban list", param="bans", code="bans_not_found")
-        words = tuple(dict.fromkeys(sampling.bad_words + self.config.bans[name].resolve()))
-        if len(words) > MAX_BAD_WORDS:
-            raise reject("bad_words", f"bad_words: {len(words)} with the ban list {name!r}; the engine takes at "
-                         f"most {MAX_BAD_WORDS} (send fewer, or bans: false)")
-        return replace(sampling, bad_words=words)
+        # Each list holds at most MAX_BAD_WORDS; what the engine can take of both, the generator says.
+        return replace(sampling, bad_words=tuple(dict.fromkeys(sampling.bad_words + self.config.bans[name].resolve())))
 
     @contextlib.asynccontextmanager
     async def admit(

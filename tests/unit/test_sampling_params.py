@@ -149,11 +149,12 @@ def test_a_leader_stream_cannot_carry_logprobs(client):
     assert r.status_code == 400 and r.json()["error"]["param"] == "stream_commit"
 
 
-def test_a_ban_list_and_a_requests_own_words_past_the_engines_limit_are_a_400():
+def test_a_default_ban_list_leaves_a_request_its_own_bad_words():
     client = make_client(bans={"slop": {"lexicon": "slop"}}, default_bans="slop")
-    r = client.post("/v1/chat/completions", json={**CHAT, "bad_words": [f"w{i}" for i in range(10)]})
-    assert r.status_code == 400 and r.json()["error"]["param"] == "bad_words"
-    assert client.post("/v1/chat/completions", json={**CHAT, "bad_words": ["w1"]}).status_code == 200
+    own = [f"w{i}" for i in range(64)]
+    assert client.post("/v1/chat/completions", json={**CHAT, "bad_words": own}).status_code == 200
+    banned = client.generator.samplings[-1].bad_words
+    assert len(banned) == 64 + 60 and set(own) <= set(banned)
 
 
 class WordPieces:
@@ -168,25 +169,22 @@ class WordPieces:
         return [token] if text.startswith(" ") else [1, 2, token]
 
 
-def test_every_banned_word_is_banned_after_a_space_too_and_within_the_engines_limit():
-    from service.errors import BadRequest
-    from service.generator.vllm import MAX_BANNED_SEQUENCES, ban_sequences
+def test_every_banned_word_is_banned_after_a_space_too():
+    from service.generator.vllm import ban_sequences
 
     tokenizer = WordPieces()
     sequences = ban_sequences(tokenizer, ("vibrant", "vibrant", " bustling"))
     # vLLM's own bad_words keeps " vibrant" only when it has as many tokens as "vibrant": here it would not.
     assert sequences == (tuple(tokenizer.encode("vibrant")), tuple(tokenizer.encode(" vibrant")),
                          tuple(tokenizer.encode("bustling")), tuple(tokenizer.encode(" bustling")))
-    with pytest.raises(BadRequest) as too_many:
-        ban_sequences(tokenizer, tuple(f"w{i}" for i in range(MAX_BANNED_SEQUENCES // 2 + 1)))
-    assert too_many.value.param == "bad_words"
 
 
 def test_one_token_bans_go_to_the_engine_as_the_lowest_bias_and_longer_ones_as_sequences():
     import functools
 
     from service.config import VLLMGeneratorConfig
-    from service.generator.vllm import VLLMGenerator, ban_sequences
+    from service.errors import BadRequest
+    from service.generator.vllm import MAX_BANNED_SEQUENCES, VLLMGenerator, ban_sequences
 
     generator = VLLMGenerator(VLLMGeneratorConfig(model="embedded:smollm2-135m-instruct"))
     tokenizer = WordPieces()
@@ -197,3 +195,9 @@ def test_one_token_bans_go_to_the_engine_as_the_lowest_bias_and_longer_ones_as_s
     assert options["logit_bias"] == {7: 2.0, spaced: -100.0}  # the ban wins over a bias the request set
     assert sequences == [tokenizer.encode("vibrant")] and "bad_words" not in options
     assert generator._engine_options(SamplingSpec(max_tokens=8)) == ({}, None)
+    # Only sequences of two tokens or more count against the engine's limit: here, each word's bare form.
+    words = tuple(f"w{i}" for i in range(MAX_BANNED_SEQUENCES))
+    assert len(generator._engine_options(SamplingSpec(max_tokens=8, bad_words=words))[1]) == MAX_BANNED_SEQUENCES
+    with pytest.raises(BadRequest) as too_many:
+        generator._engine_options(SamplingSpec(max_tokens=8, bad_words=words + ("one more",)))
+    assert too_many.value.param == "bad_words"
