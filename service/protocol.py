@@ -4,8 +4,9 @@ Requests take the sampling fields of OpenAI's API and of vLLM's OpenAI server an
 pass them to the generator (penalties, top_k, min_p, logit_bias, bans, JSON
 outputs, ...). A field OpenAI defines that prune cannot honour yet (echo, suffix,
 tools) is refused with a 400 naming it, never silently ignored; fields OpenAI
-does not define are ignored, so newer clients work. Validators name the offending parameter. The response bodies built from a
-selection are in service.responses.
+does not define are ignored, so newer clients work. Validators name the
+offending parameter. The response bodies built from a selection are in
+service.responses.
 """
 
 from __future__ import annotations
