@@ -129,12 +129,13 @@ def usage(selection: Selection) -> Usage:
     )
 
 
+def envelope(shape: ResponseShape, model: str, kind: str) -> dict[str, Any]:
+    """What every body and chunk of a response begins with."""
+    return {"id": new_id(shape.id_prefix), "object": kind, "created": now(), "model": model}
+
+
 def response_body(shape: ResponseShape, model: str, plan: RerankPlan, selection: Selection) -> dict[str, Any]:
-    return {
-        "id": new_id(shape.id_prefix),
-        "object": shape.object,
-        "created": now(),
-        "model": model,
+    return envelope(shape, model, shape.object) | {
         "choices": [shape.choice(i, sc.candidate) for i, sc in enumerate(selection.chosen)],
         "usage": usage(selection).model_dump(),
         "reranking": reranking(plan, selection).model_dump(exclude_none=True),
@@ -148,11 +149,7 @@ def batch_body(shape: ResponseShape, model: str, answers: list[tuple[RerankPlan,
                for i, (plan, selection) in enumerate(answers) for j, sc in enumerate(selection.chosen)]
     prompt_tokens = sum(selection.prompt_tokens for _, selection in answers)
     completion_tokens = sum(selection.completion_tokens for _, selection in answers)
-    return {
-        "id": new_id(shape.id_prefix),
-        "object": shape.object,
-        "created": now(),
-        "model": model,
+    return envelope(shape, model, shape.object) | {
         "choices": choices,
         "usage": Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                        total_tokens=prompt_tokens + completion_tokens).model_dump(),
@@ -170,7 +167,7 @@ class EventStream:
 
     def __init__(self, shape: ResponseShape, model: str, include_usage: bool):
         self.shape, self.include_usage = shape, include_usage
-        self.base = {"id": new_id(shape.id_prefix), "object": shape.chunk_object, "created": now(), "model": model}
+        self.base = envelope(shape, model, shape.chunk_object)
         self.sent: dict[int, str] = {}  # each open choice's text so far
 
     def chunk(self, payload: dict[str, Any]) -> bytes:

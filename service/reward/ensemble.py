@@ -16,10 +16,9 @@ The components report each member's raw score.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from typing import Mapping, Sequence
-
-import logging
 
 from service.reward.base import RewardModel
 from service.types import Prompt, Scores
