@@ -1,6 +1,10 @@
-"""Train an `embedding-head` style reward from your own preference pairs.
+"""Train an `embedding-head` style reward from your own preference pairs, or from LAMP's.
 
     python -m service.reward.train --pairs PAIRS.jsonl --out HEAD.safetensors
+    python -m service.reward.train --lamp PATH      # the shipped `style-human` head + `style` weights
+
+With `--lamp`, PATH is a local clone of github.com/salesforce/creativity_eval: see
+service/reward/train_lamp.py. Otherwise:
 
 PAIRS.jsonl has one JSON object per line: {"prompt", "chosen", "rejected"} (other
 keys are kept as-is and ignored). A held-out share of the prompts (never seen in
@@ -135,7 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service.reward.train", description=__doc__.split("\n")[0])
     parser.add_argument("--pairs", type=Path, nargs="+", default=[SHIPPED_PAIRS, *HARD_PAIRS],
                         help="JSONL preference pairs (default: the shipped easy and hard sets)")
-    parser.add_argument("--out", type=Path, required=True, help="head file to write (.safetensors)")
+    parser.add_argument("--lamp", type=Path, help="a clone of salesforce/creativity_eval: train on LAMP's expert "
+                        "judgements instead of --pairs (and fit the style ensemble's weights)")
+    parser.add_argument("--out", type=Path, help="head file to write (.safetensors); with --lamp the default is "
+                        "the shipped style-human head")
+    parser.add_argument("--no-ensemble", action="store_true", help="with --lamp: skip fitting the ensemble weights")
     parser.add_argument("--encoder", default=EMBEDDED_MINILM)
     parser.add_argument("--holdout", type=float, default=HOLDOUT, help="share of prompts held out for accuracy")
     parser.add_argument("--hidden", type=int, default=0, help="hidden units; 0 is a linear head")
@@ -144,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0 < args.holdout < 1:
         parser.error("--holdout must be between 0 and 1")
+    if args.lamp is not None:
+        return train_from_lamp(args)
+    if args.out is None:
+        parser.error("--out is required (the head file to write)")
     try:
         pairs = [pair for path in args.pairs for pair in read_pairs(path)]
         started = time.time()
@@ -158,6 +170,35 @@ def main(argv: list[str] | None = None) -> int:
     print(f"train accuracy {result['train_accuracy']:.3f}  held-out accuracy {result['heldout_accuracy']:.3f} "
           f"({result['pairs_heldout']} held-out pairs)")
     print(f"wrote {args.out}")
+    return 0
+
+
+def train_from_lamp(args) -> int:
+    import yaml
+
+    from service.reward.embedding_head import SHIPPED_HEADS
+    from service.reward.lamp import LampError
+    from service.reward.train_lamp import fit_ensemble, split_lamp, train_human_head
+
+    out = args.out or SHIPPED_HEADS / "style-human.safetensors"
+    try:
+        split = split_lamp(args.lamp)
+    except LampError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"LAMP: {len(split.train)} training paragraphs ({len(split.train_pairs)} pairs), {len(split.val)} "
+          f"validation ({len(split.val_pairs)} pairs), {len(split.cross)} cross-source pairs")
+    head, result = train_human_head(split, encoder_name=args.encoder, epochs=args.epochs, seed=args.seed)
+    save_head(head, out, result)
+    print(f"trained in {result['seconds']} s: train accuracy {result['train_accuracy']:.3f}, validation "
+          f"{result['heldout_accuracy']:.3f}, Spearman {result['heldout_spearman']:.3f}, "
+          f"cross-source {result['cross_source_accuracy']:.3f}")
+    print(f"wrote {out}")
+    if not args.no_ensemble:
+        members = fit_ensemble(out, split)
+        print("the style ensemble, fit on the training sides (paste into deploy/*.yaml and service/config.py):")
+        print(yaml.safe_dump({"style": {"kind": "ensemble", "members": members}}, default_flow_style=None,
+                             sort_keys=False))
     return 0
 
 
