@@ -10,6 +10,9 @@ of, so all eight candidates finish; candidate 0 is what plain sampling (best_of
 reports the slop reward's tells (slop phrases and hedges per 100 words,
 flattering openers/closers and scaffolding per answer, words) and the `style`
 reward of both (the margin is chosen - first). Writes <out>.csv, prints a table.
+`--examples N` also writes <out>_examples.md: for the first N prompts, the first
+sample beside the chosen answer, with each `style` member's share of the margin
+(weight x standardised score difference), so a reader sees why the judge chose.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ async def bench(args) -> list[dict]:
 
     _, config = load_serve_file(args.config)
     reranker = await local_reranker(config)
-    rows = []
+    rows, examples = [], []
     for i, text in enumerate(CALIBRATION_PROMPTS[: args.prompts]):
         _, selection = await ask_unhurried(reranker, text, args.seed + 100 * i, best_of=args.best_of,
                                            max_tokens=args.max_tokens)
@@ -64,9 +67,37 @@ async def bench(args) -> list[dict]:
         row |= {f"chosen_{k}": round(v, 3) for k, v in tells(chosen.candidate.text).items()}
         row |= {f"first_{k}": round(v, 3) for k, v in tells(first.candidate.text).items()}
         rows.append(row)
+        if i < args.examples:
+            examples.append((text, first.candidate.text, chosen.candidate.text))
         print(row, flush=True)
     reranker.generator.shutdown()
+    if examples and args.out:
+        with open(f"{args.out}_examples.md", "w") as out:
+            out.write(await explain(config, examples))
     return rows
+
+
+def cell(text: str) -> str:
+    """A text as one markdown table cell."""
+    return text.strip().replace("|", "\\|").replace("\n", "<br>")
+
+
+async def explain(config, examples: list[tuple[str, str, str]]) -> str:
+    """Markdown: each prompt's first sample and chosen answer, and why `style` preferred it."""
+    from service.reward import make_reward_models
+    from service.types import Prompt
+
+    style_config = config.reward_models["style"]
+    style = make_reward_models(config.reward_models)["style"]
+    parts = []
+    for prompt, first, chosen in examples:
+        scores = await style.score(Prompt(text=prompt, max_tokens=64), [first, chosen])
+        shares = [f"{m.name} {m.weight * (scores.components[m.name][1] - scores.components[m.name][0]) / m.std:+.2f}"
+                  for m in style_config.members]
+        parts.append(f"**{prompt}**\n\n| first sample (best_of 1) | chosen (best_of 8) |\n|---|---|\n"
+                     f"| {cell(first)} | {cell(chosen)} |\n\n`style` {scores.values[0]:.2f} → {scores.values[1]:.2f}; "
+                     "margin by member: " + ", ".join(shares) + "\n")
+    return "\n".join(parts)
 
 
 def summary(rows: list[dict]) -> str:
@@ -91,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out")
+    parser.add_argument("--examples", type=int, default=0, help="write the first N side by side (<out>_examples.md)")
     args = parser.parse_args(argv)
     rows = asyncio.run(bench(args))
     print(summary(rows))

@@ -1,6 +1,7 @@
 """Scoring throughput of each local reward kind, by batch size.
 
     python -m loadtests.bench_rewards                                  # slop, embedding-head, small classifier, CPU
+    python -m loadtests.bench_rewards --kinds slop,style-head,style-human,style   # the default reward models
     python -m loadtests.bench_rewards --kinds sequence-classifier --preset llama-3.1-8b --device cuda
 
 Candidates are real texts (the shipped preference pairs, ~20-120 words). For
@@ -57,13 +58,15 @@ def random_classifier(preset: str, device: str, max_length: int):
 
 
 def build(kind: str, args):
-    from service.config import EmbeddingHeadRewardConfig, SlopRewardConfig
-    from service.reward import make_reward_model
+    from service.config import EmbeddingHeadRewardConfig, SlopRewardConfig, default_reward_models
+    from service.reward import make_reward_model, make_reward_models
 
     if kind == "slop":
         return make_reward_model(SlopRewardConfig())
     if kind == "embedding-head":
         return make_reward_model(EmbeddingHeadRewardConfig(device=args.device))
+    if kind in default_reward_models():  # a default reward model by name, e.g. the `style` ensemble
+        return make_reward_models(default_reward_models())[kind]
     if kind == "sequence-classifier":
         return random_classifier(args.preset, "cuda" if args.device == "cuda" else "cpu", args.max_length)
     raise SystemExit(f"unknown kind {kind}")
@@ -71,18 +74,25 @@ def build(kind: str, args):
 
 async def measure(model, batch: int, texts: list[str], min_seconds: float) -> float:
     """Candidates/s scoring the same pool of texts in batches of `batch`, so that
-    batch sizes are compared on the same work."""
+    batch sizes are compared on the same work. Each pass marks the texts with its
+    number: an encoder's memo of recent texts (shared by an ensemble's heads within
+    one call) never serves a text from an earlier pass."""
     from service.types import Prompt
 
     prompt = Prompt(text="Answer the question well.", max_tokens=128)
-    jobs = [[(prompt, texts[i : i + batch])] for i in range(0, len(texts), batch)]
+
+    def jobs(number: int):
+        marked = [f"{text} ({number})" for text in texts]
+        return [[(prompt, marked[i : i + batch])] for i in range(0, len(marked), batch)]
+
     # Warm-up over every job, not one: weights load on first use, and on CUDA each new
     # shape (batch x padded length) loads or picks kernels the first time it is seen.
-    for job in jobs:
+    for job in jobs(0):
         await model.score_many(job)
-    done, started = 0, time.perf_counter()
+    done, started, number = 0, time.perf_counter(), 0
     while True:
-        for job in jobs:
+        number += 1
+        for job in jobs(number):
             await model.score_many(job)
             done += len(job[0][1])
         elapsed = time.perf_counter() - started

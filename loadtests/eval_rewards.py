@@ -51,20 +51,31 @@ def baseline(rule: str, chosen: str, rejected: str) -> bool:
     return len(chosen) < len(rejected)  # fewer characters wins
 
 
-async def evaluate(models: dict, rows: list[dict]) -> dict[str, dict[str, list[bool]]]:
-    """name -> category -> one right/wrong per pair."""
+async def outcomes(models: dict, rows: list[dict]) -> dict[str, list[bool]]:
+    """name -> one right/wrong per row, for each model and each length baseline."""
     from service.types import Prompt
 
-    results: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
+    out: dict[str, list[bool]] = {}
     for name, model in models.items():
         await model.start()
         jobs = [(Prompt(text=r["prompt"]), [r["chosen"], r["rejected"]]) for r in rows]
-        for row, scores in zip(rows, await model.score_many(jobs)):
-            results[name][row["category"]].append(scores.values[0] > scores.values[1])
+        out[name] = [scores.values[0] > scores.values[1] for scores in await model.score_many(jobs)]
     for rule in ("shorter wins", "fewer characters wins"):
-        for row in rows:
-            results[rule][row["category"]].append(baseline(rule, row["chosen"], row["rejected"]))
+        out[rule] = [baseline(rule, row["chosen"], row["rejected"]) for row in rows]
+    return out
+
+
+def by_category(rows: list[dict], right: dict[str, list[bool]]) -> dict[str, dict[str, list[bool]]]:
+    results: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
+    for name, oks in right.items():
+        for row, ok in zip(rows, oks):
+            results[name][row["category"]].append(ok)
     return results
+
+
+async def evaluate(models: dict, rows: list[dict]) -> dict[str, dict[str, list[bool]]]:
+    """name -> category -> one right/wrong per pair."""
+    return by_category(rows, await outcomes(models, rows))
 
 
 def table(results: dict[str, dict[str, list[bool]]]) -> list[dict]:
@@ -137,12 +148,15 @@ def main(argv: list[str] | None = None) -> int:
         from service.reward.lamp import length_matched
 
         rows, rated = lamp_rows(args.lamp)
-        results = asyncio.run(evaluate(models, rows))
-        rows_out = table(results)
-        matched = [row for row in rows if length_matched(row["chosen"], row["rejected"])]
-        print_table(f"{len(rows)} expert-judged pairs; ties count as wrong", rows_out)
-        print_table(f"\n{len(matched)} of them length-matched (characters within 10%)",
-                    table(asyncio.run(evaluate(models, matched))))
+        right = asyncio.run(outcomes(models, rows))
+        all_pairs = table(by_category(rows, right))
+        matched = [i for i, row in enumerate(rows) if length_matched(row["chosen"], row["rejected"])]
+        only_matched = table(by_category([rows[i] for i in matched],
+                                         {name: [oks[i] for i in matched] for name, oks in right.items()}))
+        print_table(f"{len(rows)} expert-judged pairs; ties count as wrong", all_pairs)
+        print_table(f"\n{len(matched)} of them length-matched (characters within 10%)", only_matched)
+        rows_out = [row | {"pairs_set": "all"} for row in all_pairs] + [
+            row | {"pairs_set": "length-matched"} for row in only_matched]
         print(f"\nSpearman correlation with the expert scores of {len(rated)} validation paragraphs:")
         for name, rho in asyncio.run(spearman_by_model(models, rated)).items():
             print(f"- {name}: {rho:.3f}")

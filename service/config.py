@@ -98,7 +98,8 @@ class EmbeddingHeadRewardConfig(Strict):
     kind: Literal["embedding-head"] = "embedding-head"
     head: str = Field(
         "shipped:style-head",
-        description="A head file written by `python -m service.reward.train`, or 'shipped:style-head'.",
+        description="A head file written by `python -m service.reward.train`, or a shipped head: "
+        "'shipped:style-head' (the project's preference pairs) or 'shipped:style-human' (LAMP's expert judgements).",
     )
     encoder: str = Field(
         "embedded:all-minilm-l6-v2",
@@ -416,17 +417,22 @@ def check_callers(callers: list[CallerConfig]) -> None:
         seen.add(caller.name)
 
 
-# The default members' scale on the reference corpus (python -m service.reward.calibrate).
-SLOP_SCALE = {"mean": -1.1365, "std": 2.6856}
-STYLE_HEAD_SCALE = {"mean": -1.3859, "std": 2.913}
+# The default `style` ensemble: each member's scale on the reference corpus and its weight, both from
+# `python -m service.reward.train --lamp PATH` (weights fit on LAMP's training judgements and the
+# project's own training pairs; README "How good is the judge").
+STYLE_MEMBERS = [
+    {"name": "slop", "weight": 1.306, "mean": -1.1365, "std": 2.6856},
+    {"name": "style-head", "weight": 1.275, "mean": -1.3859, "std": 2.913},
+    {"name": "style-human", "weight": 1.489, "mean": 0.5641, "std": 7.4603},
+]
 
 
 def default_reward_models() -> dict[str, Any]:
     return {
         "slop": SlopRewardConfig(),
         "style-head": EmbeddingHeadRewardConfig(),
-        "style": EnsembleRewardConfig(members=[EnsembleMember(name="slop", weight=0.5, **SLOP_SCALE),
-                                               EnsembleMember(name="style-head", **STYLE_HEAD_SCALE)]),
+        "style-human": EmbeddingHeadRewardConfig(head="shipped:style-human"),
+        "style": EnsembleRewardConfig(members=[EnsembleMember(**member) for member in STYLE_MEMBERS]),
     }
 
 

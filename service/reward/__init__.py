@@ -16,8 +16,9 @@ from service.config import (
 from service.reward.base import RewardModel
 
 
-def make_reward_model(config: RewardConfig) -> RewardModel:
-    """One reward model; imports only what its kind needs."""
+def make_reward_model(config: RewardConfig, encoders=None) -> RewardModel:
+    """One reward model; imports only what its kind needs. Embedding heads given the same
+    `encoders` pool share their encoder (see service.reward.encoder.EncoderPool)."""
     if isinstance(config, SlopRewardConfig):
         from service.reward.slop import SlopReward
 
@@ -25,7 +26,7 @@ def make_reward_model(config: RewardConfig) -> RewardModel:
     if isinstance(config, EmbeddingHeadRewardConfig):
         from service.reward.embedding_head import EmbeddingHeadReward
 
-        return EmbeddingHeadReward(config)
+        return EmbeddingHeadReward(config, encoders)
     if isinstance(config, SequenceClassifierRewardConfig):
         from service.reward.sequence_classifier import SequenceClassifierReward
 
@@ -43,9 +44,12 @@ def make_reward_model(config: RewardConfig) -> RewardModel:
 
 def make_reward_models(configs: Mapping[str, RewardConfig]) -> dict[str, RewardModel]:
     """Every configured model by name; ensembles share their members' instances."""
+    from service.reward.encoder import EncoderPool
     from service.reward.ensemble import EnsembleReward
 
-    models = {name: make_reward_model(c) for name, c in configs.items() if not isinstance(c, EnsembleRewardConfig)}
+    encoders = EncoderPool()
+    models = {name: make_reward_model(c, encoders) for name, c in configs.items()
+              if not isinstance(c, EnsembleRewardConfig)}
     for name, config in configs.items():
         if isinstance(config, EnsembleRewardConfig):
             members = [(m.name, models[m.name], m.weight) for m in config.members]

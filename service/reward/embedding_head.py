@@ -150,16 +150,17 @@ def load_head(path: Path):
 class EmbeddingHeadReward(DeviceRewardModel):
     kind = "embedding-head"
 
-    def __init__(self, config: EmbeddingHeadRewardConfig):
+    def __init__(self, config: EmbeddingHeadRewardConfig, encoders=None):
+        from service.reward.encoder import EncoderPool
+
         self.config = config
+        self.encoders = encoders or EncoderPool()
         self.encoder = None
         self.head = None
         self.meta: dict = {}
         self.inputs = HeadInputs()
 
     def load(self) -> None:
-        from service.reward.encoder import SentenceEncoder
-
         self.head, self.meta = load_head(resolve_head_path(self.config.head))
         self.inputs = HeadInputs.from_meta(self.meta)
         encoder_name = self.config.encoder
@@ -168,7 +169,7 @@ class EmbeddingHeadReward(DeviceRewardModel):
                 f"head {self.config.head} was trained on encoder {self.meta['encoder']!r}, "
                 f"but the config names {encoder_name!r}"
             )
-        self.encoder = SentenceEncoder(encoder_name, self.config.device)
+        self.encoder = self.encoders.get(encoder_name, self.config.device)
         self.head.to(self.encoder.device)
 
     def score_pairs(self, pairs: list[tuple[Prompt, str]]) -> list[float]:

@@ -7,6 +7,8 @@ wheel: found in site-packages, never downloaded.
 from __future__ import annotations
 
 import importlib.util
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Sequence
 
@@ -32,7 +34,10 @@ def pick_device(device: str) -> str:
 
 
 class SentenceEncoder:
-    def __init__(self, name: str = EMBEDDED_MINILM, device: str = "auto", max_length: int = 256):
+    """Embeds texts, remembering the last `memo` texts it embedded: an ensemble of two heads on one
+    encoder (`style-head` and `style-human`) embeds each candidate once, not once per head."""
+
+    def __init__(self, name: str = EMBEDDED_MINILM, device: str = "auto", max_length: int = 256, memo: int = 1024):
         import torch
         from transformers import AutoModel, AutoTokenizer
 
@@ -43,12 +48,28 @@ class SentenceEncoder:
         self.max_length = max_length
         self.dim = self.model.config.hidden_size
         self._torch = torch
+        self.memo, self.recent = memo, OrderedDict()
+        self.lock = threading.Lock()  # one forward pass at a time: the second caller finds the first's rows
 
     def encode(self, texts: Sequence[str], batch_size: int = 64):
         """One unit-length row per text, as a float32 CPU tensor [len(texts), dim]."""
         torch = self._torch
         if not texts:
             return torch.zeros(0, self.dim)
+        with self.lock:
+            rows = {t: self.recent[t] for t in texts if t in self.recent}
+            missing = [t for t in dict.fromkeys(texts) if t not in rows]
+            if missing:
+                rows.update(zip(missing, self._encode(missing, batch_size)))
+            for text in texts:
+                self.recent[text] = rows[text]
+                self.recent.move_to_end(text)
+            while len(self.recent) > self.memo:
+                self.recent.popitem(last=False)
+        return torch.stack([rows[t] for t in texts])
+
+    def _encode(self, texts: Sequence[str], batch_size: int):
+        torch = self._torch
         out = []
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
@@ -64,3 +85,18 @@ class SentenceEncoder:
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 out.append(torch.nn.functional.normalize(pooled, dim=-1).float().cpu())
         return torch.cat(out)
+
+
+class EncoderPool:
+    """Encoders by (name, device), loaded once: reward models that read the same encoder share it."""
+
+    def __init__(self):
+        self.encoders: dict[tuple[str, str], SentenceEncoder] = {}
+        self.lock = threading.Lock()
+
+    def get(self, name: str, device: str = "auto") -> SentenceEncoder:
+        key = (name, pick_device(device))
+        with self.lock:
+            if key not in self.encoders:
+                self.encoders[key] = SentenceEncoder(name, key[1])
+            return self.encoders[key]

@@ -138,9 +138,10 @@ def train(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service.reward.train", description=__doc__.split("\n")[0])
     parser.add_argument("--pairs", type=Path, nargs="+", default=[SHIPPED_PAIRS, *HARD_PAIRS],
-                        help="JSONL preference pairs (default: the shipped easy and hard sets)")
+                        help="JSONL preference pairs (default: the shipped easy and hard sets); with --lamp, the "
+                        "pairs trained beside LAMP's (their training prompts)")
     parser.add_argument("--lamp", type=Path, help="a clone of salesforce/creativity_eval: train on LAMP's expert "
-                        "judgements instead of --pairs (and fit the style ensemble's weights)")
+                        "judgements beside --pairs (and fit the style ensemble's weights)")
     parser.add_argument("--out", type=Path, help="head file to write (.safetensors); with --lamp the default is "
                         "the shipped style-human head")
     parser.add_argument("--no-ensemble", action="store_true", help="with --lamp: skip fitting the ensemble weights")
@@ -178,24 +179,27 @@ def train_from_lamp(args) -> int:
 
     from service.reward.embedding_head import SHIPPED_HEADS
     from service.reward.lamp import LampError
-    from service.reward.train_lamp import fit_ensemble, split_lamp, train_human_head
+    from service.reward.train_lamp import fit_ensemble, own_training_pairs, split_lamp, train_human_head
 
     out = args.out or SHIPPED_HEADS / "style-human.safetensors"
     try:
         split = split_lamp(args.lamp)
-    except LampError as exc:
+        own = own_training_pairs(args.pairs)
+    except (LampError, PairsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"LAMP: {len(split.train)} training paragraphs ({len(split.train_pairs)} pairs), {len(split.val)} "
-          f"validation ({len(split.val_pairs)} pairs), {len(split.cross)} cross-source pairs")
-    head, result = train_human_head(split, encoder_name=args.encoder, epochs=args.epochs, seed=args.seed)
+          f"validation ({len(split.val_pairs)} pairs), {len(split.cross)} cross-source pairs; with the project's "
+          "training pairs")
+    head, result, data = train_human_head(split, own, encoder_name=args.encoder, epochs=args.epochs,
+                                          seed=args.seed)
     save_head(head, out, result)
     print(f"trained in {result['seconds']} s: train accuracy {result['train_accuracy']:.3f}, validation "
           f"{result['heldout_accuracy']:.3f}, Spearman {result['heldout_spearman']:.3f}, "
           f"cross-source {result['cross_source_accuracy']:.3f}")
     print(f"wrote {out}")
     if not args.no_ensemble:
-        members = fit_ensemble(out, split)
+        members = fit_ensemble(out, data, epochs=args.epochs, seed=args.seed)
         print("the style ensemble, fit on the training sides (paste into deploy/*.yaml and service/config.py):")
         print(yaml.safe_dump({"style": {"kind": "ensemble", "members": members}}, default_flow_style=None,
                              sort_keys=False))

@@ -238,14 +238,15 @@ def test_stock_openai_client(service):
 def test_reward_models_and_the_scoring_endpoint(service):
     listed = httpx.get(f"{service.url}/v1/reward_models", timeout=10).json()["data"]
     assert {m["id"]: (m["kind"], m["default"]) for m in listed} == {
-        "slop": ("slop", False), "style-head": ("embedding-head", False), "style": ("ensemble", True)}
+        "slop": ("slop", False), "style-head": ("embedding-head", False), "style-human": ("embedding-head", False),
+        "style": ("ensemble", True)}
     r = post(service, "/v1/rewards", {"prompt": "How do I keep bread fresh?", "completions": [
         "Great question! It's worth noting that, generally speaking, there are many factors to consider. I hope this helps!",
         "Keep it in a paper bag for two days, then slice and freeze it.",
     ]})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["reward_model"] == "style" and set(body["components"]) == {"slop", "style-head"}
+    assert body["reward_model"] == "style" and set(body["components"]) == {"slop", "style-head", "style-human"}
     assert body["scores"][1] > body["scores"][0]
 
 

@@ -120,3 +120,28 @@ def test_the_default_style_reward_holds_on_held_out_hard_pairs():
     print(f"held-out hard pairs: style {overall:.0%}, by kind {by_kind}, fewer characters wins {fewer_chars:.0%}")
     assert overall >= 0.9 and min(by_kind.values()) >= 0.75  # ties count as wrong
     assert fewer_chars <= 0.65
+
+
+def test_heads_on_one_encoder_share_it_and_embed_each_text_once():
+    from service.config import EnsembleMember, EnsembleRewardConfig
+    from service.reward import make_reward_models
+
+    models = make_reward_models({
+        "style-head": EmbeddingHeadRewardConfig(device="cpu"),
+        "style-human": EmbeddingHeadRewardConfig(head="shipped:style-human", device="cpu"),
+        "both": EnsembleRewardConfig(members=[EnsembleMember(name="style-head", mean=0.0, std=1.0),
+                                              EnsembleMember(name="style-human", mean=0.0, std=1.0)]),
+    })
+    texts = ["Keep it in a paper bag for two days.", "Great question! It depends on many factors."]
+    asyncio.run(models["style-head"].start())
+    encoder = models["style-head"].encoder
+    embedded = []
+    real_encode = encoder._encode
+    encoder._encode = lambda batch, size: embedded.extend(batch) or real_encode(batch, size)
+    both = asyncio.run(models["both"].score(Prompt(text="How do I keep bread fresh?"), texts))
+    assert models["style-human"].encoder is encoder
+    assert sorted(embedded) == sorted(texts + ["How do I keep bread fresh?"])  # once each, for two heads
+    # Shared rows give the same scores as each head alone on a fresh encoder.
+    alone = EmbeddingHeadReward(EmbeddingHeadRewardConfig(head="shipped:style-human", device="cpu"))
+    fresh = asyncio.run(alone.score(Prompt(text="How do I keep bread fresh?"), texts)).values
+    assert both.components["style-human"] == pytest.approx(fresh, abs=1e-3)

@@ -107,15 +107,27 @@ def scores_of(head_path, texts):
     return asyncio.run(model.score(Prompt(text=""), texts)).values
 
 
+def own_pairs(path):
+    """A few chat pairs of the project's kind, trained beside the paragraphs."""
+    rows = [{"prompt": f"How do I store {thing}?", "chosen": f"Keep {thing} dry and cool; check it every {n} days.",
+             "rejected": f"Great question! Storing {thing} generally depends on many factors. I hope this helps!"}
+            for n, thing in enumerate(["bread", "tea", "rice", "flour", "coffee", "honey", "oats", "nuts", "jam",
+                                       "salt", "beans", "pasta"], start=2)]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
 def test_training_is_reproducible_and_learns_the_experts_preference(lamp_clone, tmp_path, capsys):
     first, second = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    pairs = own_pairs(tmp_path / "own.jsonl")
     for out in (first, second):
-        assert main(["--lamp", str(lamp_clone), "--out", str(out), "--no-ensemble", "--epochs", "100"]) == 0
+        assert main(["--lamp", str(lamp_clone), "--pairs", str(pairs), "--out", str(out), "--no-ensemble",
+                     "--epochs", "100"]) == 0
     printed = capsys.readouterr().out
     assert "validation" in printed and "Spearman" in printed
     _, meta = load_head(first)
     assert meta["inputs"] == ["completion", "style", "ngrams"] and len(meta["style_mean"]) == len(NAMES)
-    assert meta["heldout_accuracy"] >= 0.9 and meta["pairs_heldout"] > 0
+    assert meta["heldout_accuracy"] >= 0.9 and meta["pairs_heldout"] > 0 and meta["pairs_own"] > 0
     assert meta["heldout_spearman"] >= 0.5
     # Same data, same seed: the same scores to the last digit.
     rng = random.Random(1)
@@ -138,3 +150,32 @@ def test_style_features_are_rates_not_lengths():
 
 def test_old_head_files_read_the_legacy_inputs():
     assert HeadInputs.from_meta({"in_dim": 768}).blocks == ("completion", "prompt_product")
+
+
+def test_out_of_fold_scores_never_come_from_a_head_that_saw_the_pair():
+    import torch
+
+    from service.reward.train_lamp import FOLDS, fit_head, out_of_fold
+
+    # Each pair has texts of its own (one-hot rows): a head can learn a pair only by seeing it.
+    n = 40
+    x = torch.eye(2 * n)
+    chosen, rejected = list(range(n)), list(range(n, 2 * n))
+    head = fit_head(x, chosen, rejected, epochs=100)
+    with torch.inference_mode():
+        seen = head(x).squeeze(-1)
+    assert all(seen[c] - seen[r] > 0.5 for c, r in zip(chosen, rejected))  # memorised in sample
+    folds = [i % FOLDS for i in range(n)]
+    scores = out_of_fold(x, chosen, rejected, folds, epochs=100)
+    # Out of fold a pair's rows keep their initial weights: margins of chance, not learned ones.
+    assert all(abs(c - r) < 0.3 for c, r in scores)
+
+
+def test_ensemble_weights_follow_the_member_that_predicts_the_judgements():
+    from service.reward.train_lamp import _fit_weights
+
+    rng = random.Random(3)
+    # Member 0 agrees with the judges 90% of the time, member 1 is noise; two sets of unequal size.
+    diffs = [[(1 if rng.random() < 0.9 else -1) * rng.uniform(0.5, 1.5), rng.gauss(0, 1)] for _ in range(300)]
+    weights = _fit_weights(diffs, [0] * 250 + [1] * 50)
+    assert weights[0] > 1.0 and abs(weights[1]) < 0.3 * weights[0]

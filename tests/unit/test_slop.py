@@ -105,3 +105,14 @@ def test_markdown_scaffolding_in_a_short_answer_is_padding(padded):
 def test_mild_openers_and_closers_are_caught_in_their_common_forms(flattered):
     scores = SlopReward().score_texts(ASK, [PLAIN, flattered])
     assert scores.components["sycophancy"] == [0.0, -WEIGHTS["sycophancy"]]
+
+
+@pytest.mark.parametrize("max_tokens, past_the_request", [(16, True), (64, True), (512, False)])
+def test_verbosity_does_not_reward_shortness_between_texts_of_equal_length(max_tokens, past_the_request):
+    # Expert edits usually shorten a text; on pairs of equal length, verbosity must not take a side.
+    one = " ".join([PLAIN] * 4)
+    other = " ".join(["Wrap the loaf in a clean cotton towel and keep it in a bread box for three days."] * 4)
+    assert len(one.split()) == len(other.split())
+    verbosity = SlopReward().score_texts(replace(ASK, max_tokens=max_tokens), [one, other]).components["verbosity"]
+    assert verbosity[0] == verbosity[1]
+    assert (verbosity[0] < 0) == past_the_request  # and it still counts against an answer past the request
