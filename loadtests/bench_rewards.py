@@ -2,6 +2,7 @@
 
     python -m loadtests.bench_rewards                                  # slop, embedding-head, small classifier, CPU
     python -m loadtests.bench_rewards --kinds slop,style-head,style-human,style   # the default reward models
+    python -m loadtests.bench_rewards --kinds style --config deploy/local.yaml      # a config's reward models
     python -m loadtests.bench_rewards --kinds sequence-classifier --preset llama-3.1-8b --device cuda
 
 Candidates are real texts (the shipped preference pairs, ~20-120 words). For
@@ -58,15 +59,16 @@ def random_classifier(preset: str, device: str, max_length: int):
 
 
 def build(kind: str, args):
-    from service.config import EmbeddingHeadRewardConfig, SlopRewardConfig, default_reward_models
+    from service.config import EmbeddingHeadRewardConfig, SlopRewardConfig, default_reward_models, load_serve_file
     from service.reward import make_reward_model, make_reward_models
 
     if kind == "slop":
         return make_reward_model(SlopRewardConfig())
     if kind == "embedding-head":
         return make_reward_model(EmbeddingHeadRewardConfig(device=args.device))
-    if kind in default_reward_models():  # a default reward model by name, e.g. the `style` ensemble
-        return make_reward_models(default_reward_models())[kind]
+    configured = load_serve_file(args.config)[1].reward_models if args.config else default_reward_models()
+    if kind in configured:  # a configured reward model by name, e.g. the `style` ensemble
+        return make_reward_models(configured)[kind]
     if kind == "sequence-classifier":
         return random_classifier(args.preset, "cuda" if args.device == "cuda" else "cpu", args.max_length)
     raise SystemExit(f"unknown kind {kind}")
@@ -108,6 +110,8 @@ def main() -> int:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--seconds", type=float, default=2.0, help="minimum time per measurement")
+    parser.add_argument("--config", help="a deploy/*.yaml file whose reward models --kinds may name "
+                        "(default: the built-in reward models)")
     parser.add_argument("--csv")
     args = parser.parse_args()
     sizes = [int(b) for b in args.batch_sizes.split(",")]
