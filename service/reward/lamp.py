@@ -58,8 +58,14 @@ class Judged:
     prompt: str = ""
 
 
-def _words(text: str) -> frozenset[str]:
+def vocabulary(text: str) -> frozenset[str]:
     return frozenset(re.findall(r"[a-z']+", text.lower()))
+
+
+def same_source(a: frozenset[str], b: frozenset[str]) -> bool:
+    """Two texts' vocabularies overlap as a draft's and its edit's do (Jaccard index)."""
+    union = len(a | b)
+    return bool(union) and len(a & b) / union >= SAME_SOURCE_JACCARD
 
 
 def _paragraph(line: str, where: str) -> tuple[str, float]:
@@ -75,7 +81,7 @@ def _paragraph(line: str, where: str) -> tuple[str, float]:
 
 def group_by_source(texts: list[str]) -> list[int]:
     """A group number per text: texts sharing SAME_SOURCE_JACCARD of their words, transitively."""
-    words = [_words(t) for t in texts]
+    words = [vocabulary(t) for t in texts]
     parent = list(range(len(texts)))
 
     def root(i: int) -> int:
@@ -86,8 +92,7 @@ def group_by_source(texts: list[str]) -> list[int]:
 
     for i in range(len(texts)):
         for j in range(i + 1, len(texts)):
-            union = len(words[i] | words[j])
-            if union and len(words[i] & words[j]) / union >= SAME_SOURCE_JACCARD:
+            if same_source(words[i], words[j]):
                 parent[root(i)] = root(j)
     return [root(i) for i in range(len(texts))]
 
