@@ -99,7 +99,8 @@ class EmbeddingHeadRewardConfig(Strict):
     head: str = Field(
         "shipped:style-head",
         description="A head file written by `python -m service.reward.train`, or a shipped head: "
-        "'shipped:style-head' (the project's preference pairs) or 'shipped:style-human' (LAMP's expert judgements).",
+        "'shipped:style-head' (the project's preference pairs) or 'shipped:style-human' (LAMP's expert "
+        "judgements beside them).",
     )
     encoder: str = Field(
         "embedded:all-minilm-l6-v2",

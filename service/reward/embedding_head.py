@@ -45,7 +45,8 @@ def hashed_ngrams(text: str, dim: int = NGRAM_DIM) -> list[float]:
 
 
 # What a head can read, per completion. Heads written before `inputs` existed read the first two.
-LEGACY_INPUTS = ("completion", "prompt_product")
+INPUT_BLOCKS = ("completion", "prompt_product", "style", "ngrams")
+LEGACY_INPUTS = INPUT_BLOCKS[:2]
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,11 @@ class HeadInputs:
 
     @classmethod
     def from_meta(cls, meta: dict) -> "HeadInputs":
-        return cls(tuple(meta.get("inputs", LEGACY_INPUTS)), tuple(meta.get("style_mean", ())),
-                   tuple(meta.get("style_std", ())))
+        blocks = tuple(meta.get("inputs", LEGACY_INPUTS))
+        unknown = [b for b in blocks if b not in INPUT_BLOCKS]
+        if unknown:
+            raise ValueError(f"the head reads inputs this version does not know: {', '.join(unknown)}")
+        return cls(blocks, tuple(meta.get("style_mean", ())), tuple(meta.get("style_std", ())))
 
     def meta(self) -> dict:
         out: dict = {"inputs": list(self.blocks)}
@@ -103,10 +107,8 @@ class HeadInputs:
 
                 rows = torch.tensor(feature_rows(completions)).reshape(len(completions), -1)
                 parts.append((rows - torch.tensor(self.style_mean)) / torch.tensor(self.style_std))
-            elif block == "ngrams":
+            else:  # ngrams
                 parts.append(torch.tensor([hashed_ngrams(c) for c in completions]).reshape(len(completions), -1))
-            else:
-                raise ValueError(f"unknown head input {block!r}")
         return torch.cat(parts, dim=-1)
 
 

@@ -148,8 +148,10 @@ def test_style_features_are_rates_not_lengths():
     assert features("") == [0.0] * len(NAMES)
 
 
-def test_old_head_files_read_the_legacy_inputs():
+def test_old_head_files_read_the_legacy_inputs_and_unknown_inputs_are_refused_at_load():
     assert HeadInputs.from_meta({"in_dim": 768}).blocks == ("completion", "prompt_product")
+    with pytest.raises(ValueError, match="does not know: syntax"):
+        HeadInputs.from_meta({"in_dim": 768, "inputs": ["completion", "syntax"]})
 
 
 def test_out_of_fold_scores_never_come_from_a_head_that_saw_the_pair():
