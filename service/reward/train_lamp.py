@@ -64,8 +64,13 @@ def split_lamp(root: Path, share: float = lamp.VALIDATION) -> LampSplit:
 
     others = lamp.read_reannotation(root) + lamp.read_rankings(root)
     verdict: dict[str, bool] = {}
-    cross = [p for p in others
-             if verdict.setdefault(p.chosen, unrelated(p.chosen)) and verdict.setdefault(p.rejected, unrelated(p.rejected))]
+
+    def kept(text: str) -> bool:
+        if text not in verdict:
+            verdict[text] = unrelated(text)
+        return verdict[text]
+
+    cross = [p for p in others if kept(p.chosen) and kept(p.rejected)]
     return LampSplit(train, val,
                      [p for p in pairs if not lamp.is_validation(group[p.chosen], share)],
                      [p for p in pairs if lamp.is_validation(group[p.chosen], share)], cross)
@@ -131,7 +136,8 @@ def train_human_head(split: LampSplit, own: list[lamp.Judged], *, encoder_name: 
 
     started = time.time()
     encoder = SentenceEncoder(encoder_name, "auto")
-    texts = sorted({r.text for r in split.train + split.val} | {t for p in split.cross + own for t in (p.chosen, p.rejected)})
+    texts = sorted({r.text for r in split.train + split.val}
+                   | {t for p in split.cross + own for t in (p.chosen, p.rejected)})
     row = {t: i for i, t in enumerate(texts)}
     inputs = HUMAN_INPUTS.fit_style_scale([r.text for r in split.train])
     log(f"encoding {len(texts)} texts on {encoder.device}")
@@ -244,7 +250,8 @@ def fit_ensemble(head_path: Path, data: FitData, *, epochs: int = 400, seed: int
     for i, value in zip(own, out_of_fold(own_x, list(range(n)), list(range(n, 2 * n)), [data.folds[i] for i in own],
                                          epochs=epochs, seed=seed)):
         scores["style-head"][i] = value
-    diffs = [[(scores[name][i][0] - scores[name][i][1]) / stats[name][1] for name in MEMBERS] for i in range(len(pairs))]
+    diffs = [[(scores[name][i][0] - scores[name][i][1]) / stats[name][1] for name in MEMBERS]
+             for i in range(len(pairs))]
     sets = [kinds.index("lamp" if s == 0 else p.source) for p, s in zip(pairs, data.sets)]
     weights = _fit_weights(diffs, sets)
     return [{"name": name, "weight": weight, "mean": stats[name][0], "std": stats[name][1]}
