@@ -18,6 +18,9 @@ counts as hung. Scenarios:
 - kill-generator, kill-scorer, kill-ingress: load at C; SIGKILL that deployment's
   replicas after --kill-after s; time to recover = from the kill until 5 requests
   in a row (sent after the kill, in the order they finish) are answered 200.
+- burst: --burst requests sent at the same moment, once each (e.g. 96 at
+  best_of 8, or 256 at best_of 4): refusals must be fast and carry
+  Retry-After, answers on time, nothing hung; refusal latency percentiles.
 - hostile: bad bodies sent once each; each must get a 4xx with OpenAI's error
   envelope, and /healthz must still answer 200 afterwards.
 
@@ -33,6 +36,7 @@ import asyncio
 import ipaddress
 import itertools
 import json
+import math
 import os
 import signal
 import sys
@@ -50,7 +54,7 @@ HUNG_AFTER_S = 5.0  # a request still unanswered at budget + this is hung
 RECOVERED_STREAK = 5  # 200s in a row that end a kill's outage
 KINDS = ("on_time", "late", "late_504", "timeout_504", "refused_fast", "refused_slow",
          "5xx", "4xx", "hung", "conn_error")
-SCENARIOS = ("overload", "hangup", "kill-generator", "kill-scorer", "kill-ingress", "hostile")
+SCENARIOS = ("overload", "burst", "hangup", "kill-generator", "kill-scorer", "kill-ingress", "hostile")
 JSON_HEADERS = {"content-type": "application/json"}
 
 
@@ -128,6 +132,28 @@ def summarize(records: list[Outcome], duration_s: float, reference_goodput: floa
     }
 
 
+def percentile(values: list[float], q: float) -> float | None:
+    """The q-quantile (0..1) by the nearest-rank rule; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def burst_row(records: list[Outcome], **labels) -> dict:
+    """A burst's outcome: the counts, refusal latency percentiles (ms), and the
+    share of 200s later than budget + 0.25 s."""
+    row = summarize(records, 1.0, **labels)
+    refusals = [r.latency_s * 1000 for r in records if r.status in (429, 503)]
+    answered = [r for r in records if r.status == 200]
+    for q in (50, 95, 99):
+        value = percentile(refusals, q / 100)
+        row[f"refusal_p{q}_ms"] = None if value is None else round(value, 1)
+    late = sum(1 for r in answered if r.latency_s > r.budget_s + 0.25)
+    row["late_pct_of_200"] = round(100 * late / len(answered), 1) if answered else None
+    return row
+
+
 def saturation_concurrency(rates: dict[int, float], within: float = 0.9) -> int:
     """The least concurrency at which the engine's tokens/s came within 10% of the most measured."""
     top = max(rates.values())
@@ -153,7 +179,10 @@ LOAD_COLUMNS = ["run", "concurrency", "requests", "on_time", "on_time_pct_of_200
                 "no_retry_after", "late", "late_504", "timeout_504", "5xx", "4xx", "hung", "conn_error", "degraded",
                 "goodput_per_s", "goodput_rel"]
 KILL_COLUMNS = LOAD_COLUMNS + ["killed", "killed_at_s", "recover_s"]
-COLUMNS = {"overload": LOAD_COLUMNS,
+BURST_COLUMNS = ["run", "requests", "on_time", "late", "refused_fast", "refused_slow", "no_retry_after",
+                 "refusal_p50_ms", "refusal_p95_ms", "refusal_p99_ms", "late_pct_of_200", "timeout_504", "5xx", "4xx",
+                 "hung", "conn_error"]
+COLUMNS = {"overload": LOAD_COLUMNS, "burst": BURST_COLUMNS,
            "hangup": ["hung_up", "aborted_before", "aborted_after", "aborted_delta", "next_status",
                       "next_latency_s", "next_kind"],
            "hostile": ["body", "status", "latency_s", "error", "ok"]}
@@ -328,6 +357,15 @@ class Chaos:
             self.keep(f"overload-{m}x", records)
         return rows
 
+    async def burst(self) -> list[dict]:
+        """`--burst` requests at the same moment, each sent once: what a retry storm
+        or a thundering herd looks like to the front door."""
+        n, t0 = self.args.burst, time.monotonic()
+        records = await asyncio.gather(*(send(self.load.client, "/v1/completions", self.load.next_body(),
+                                              self.load.budget_s, t0) for _ in range(n)))
+        self.keep("burst", records)
+        return [burst_row(records, run=f"{n} at once, best_of {self.args.best_of}")]
+
     async def hangup(self) -> list[dict]:
         client, n = self.load.client, self.args.hangups
         before = await metric(client, "prune_candidates_aborted_total")
@@ -496,6 +534,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-concurrency", type=int, default=64, help="where the saturation search stops")
     parser.add_argument("--max-requests", type=int, default=5000, help="cap on the requests of one run")
     parser.add_argument("--kill-after", type=float, default=5, help="seconds of load before a kill")
+    parser.add_argument("--burst", type=int, default=96, help="requests sent at once by the burst scenario")
     parser.add_argument("--hangups", type=int, default=8, help="clients that hang up")
     parser.add_argument("--hangup-after", type=float, default=1.0, help="seconds before they hang up")
     parser.add_argument("--no-backoff", action="store_true",

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 from service import metrics
 from service.config import AdmissionConfig
-from service.errors import Overloaded
+from service.errors import Overloaded, retry_after
 
 if TYPE_CHECKING:
     from service.selection import Selection
@@ -158,10 +158,10 @@ class Capacity:
             if self.fits(floor, running, max_tokens, window_s):
                 retry_at = entry.expected_end
                 break
-        retry_after = max(1, math.ceil(retry_at - now))
+        headers = retry_after(retry_at - now)
         return Overloaded(
-            f"prune cannot answer this request within its latency budget now; retry in {retry_after} s",
-            code="capacity", headers={"Retry-After": str(retry_after)},
+            f"prune cannot answer this request within its latency budget now; retry in {headers['Retry-After']} s",
+            code="capacity", headers=headers,
         )
 
     def observe(self, plan: RerankPlan, selection: Selection) -> None:

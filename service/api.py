@@ -20,16 +20,13 @@ from starlette.exceptions import HTTPException
 from service import metrics
 from service.callers import identify, resolve_keys
 from service.errors import APIError, InternalError, NotFound, PayloadTooLarge
+from service.gate import AdmissionGate, error_response
 from service.protocol import ChatCompletionRequest, CompletionRequest, RerankRequest, RewardsRequest, reject
 from service.responses import CHAT, COMPLETION, EventStream, ResponseShape, batch_body, response_body
 from service.selection import Commit, Piece
 from service.serving import Reranker
 
 log = logging.getLogger(__name__)
-
-
-def error_response(exc: APIError) -> JSONResponse:
-    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
 
 class BodyLimit:
@@ -76,19 +73,30 @@ class Routes:
         """The caller's name (None without authentication); a 401 for a bad key."""
         return identify(self.keys, request.headers.get("authorization", ""))
 
+    @contextlib.asynccontextmanager
+    async def admitted(self, req: RerankRequest, request: Request):
+        """The request's plan: the one the gate admitted (service.gate, which holds it),
+        or, where no gate ran, admitted here."""
+        plan = getattr(request.state, "plan", None)
+        if plan is not None:
+            yield plan
+            return
+        async with self.reranker.admit(req, arrived=request.state.arrived, caller=self.authorize(request)) as plan:
+            yield plan
+
     async def rerank(self, req: RerankRequest, request: Request, shape: ResponseShape) -> Response:
-        caller = self.authorize(request)
+        self.authorize(request)
         if req.stream:
-            return await self.stream(req, request, shape, caller)
-        async with self.reranker.admit(req, arrived=request.state.arrived, caller=caller) as plan:
+            return await self.stream(req, request, shape)
+        async with self.admitted(req, request) as plan:
             selection = await self.reranker.run(plan)
         return JSONResponse(response_body(shape, self.generator.model_name, plan, selection))
 
-    async def stream(self, req: RerankRequest, request: Request, shape: ResponseShape, caller: str | None) -> Response:
+    async def stream(self, req: RerankRequest, request: Request, shape: ResponseShape) -> Response:
         """A stream begins when its text is decided: at the commit, or at selection. What
         fails before then is an HTTP error like any other; after, an error event."""
         held = contextlib.AsyncExitStack()  # admission holds for as long as the stream runs
-        plan = await held.enter_async_context(self.reranker.admit(req, arrived=request.state.arrived, caller=caller))
+        plan = await held.enter_async_context(self.admitted(req, request))
         events = self.reranker.run_stream(plan)
         try:
             first = await anext(events)
@@ -235,7 +243,8 @@ async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 async def count_requests(request: Request, call_next):
     """Stamp the arrival (the budget counts from it) and count every request."""
-    request.state.arrived = time.time()
+    if not hasattr(request.state, "arrived"):  # the gate stamps the reranking routes earlier
+        request.state.arrived = time.time()
     response = await call_next(request)
     # The matched route template, never the raw path: label values stay bounded.
     route = request.scope.get("route")
@@ -263,5 +272,7 @@ def create_api(reranker: Reranker, metrics_targets: Callable[[], Awaitable[list[
     api.get("/readyz")(routes.readyz)
     api.get("/metrics")(routes.metrics)
     api.get("/metrics/targets")(routes.metrics_targets)
+    # Outermost first: the body's size, then admission (service.gate), then the app.
+    api.add_middleware(AdmissionGate, reranker=reranker, keys=routes.keys)
     api.add_middleware(BodyLimit, max_bytes=reranker.limits.max_body_bytes)
     return api

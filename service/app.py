@@ -29,7 +29,7 @@ from service import metrics, node_metrics
 from service.callers import CallerLedger, CallerLimits, limits_of
 from service.commit import CommitPlan
 from service.config import GeneratorConfig, ScorerConfig, ServiceConfig, cache_dir, parse_config, parse_rewards
-from service.errors import APIError, NotFound, Overloaded, find_api_error, find_cause
+from service.errors import APIError, NotFound, Overloaded, find_api_error, find_cause, retry_after
 from service.generator import Generator, make_generator
 from service.pruning import PruningPlan
 from service.reward import RewardModel, make_reward_models
@@ -57,9 +57,9 @@ def client_error(exc: BaseException) -> APIError | None:
     ray_error = find_cause(exc, REPLICA_UNAVAILABLE)
     if ray_error is None:
         return None
-    retry_after = getattr(ray_error, "retry_after_s", None) or REPLICA_RETRY_AFTER_S
+    wait_s = getattr(ray_error, "retry_after_s", None) or REPLICA_RETRY_AFTER_S
     return Overloaded("a part of the service is unavailable or full; retry shortly", code="replica_unavailable",
-                      headers={"Retry-After": str(max(1, round(retry_after)))})
+                      headers=retry_after(wait_s))
 
 
 @contextlib.contextmanager
@@ -205,7 +205,7 @@ class Probe:
 
 def unavailable(part: str) -> Overloaded:
     return Overloaded(f"the {part} is unavailable (a replica is being replaced); retry shortly",
-                      code="replica_unavailable", headers={"Retry-After": str(REPLICA_RETRY_AFTER_S)})
+                      code="replica_unavailable", headers=retry_after(REPLICA_RETRY_AFTER_S))
 
 
 class RemoteGenerator(Generator):

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import math
 import os
 import time
 import uuid
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Collection, Mapping
 
 from service.config import CallerConfig, ConfigError, check_callers
-from service.errors import APIError, BadRequest, Unauthorized
+from service.errors import APIError, BadRequest, Unauthorized, retry_after
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +112,8 @@ class TooManyRequests(APIError):
 
 
 def _too_many(message: str, code: str, wait_s: float) -> TooManyRequests:
-    seconds = max(1, math.ceil(wait_s))
-    return TooManyRequests(f"{message}; retry after {seconds} s", code=code, headers={"Retry-After": str(seconds)})
+    headers = retry_after(wait_s)
+    return TooManyRequests(f"{message}; retry after {headers['Retry-After']} s", code=code, headers=headers)
 
 
 @dataclass

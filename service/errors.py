@@ -6,7 +6,23 @@ message says nothing about internals.
 
 from __future__ import annotations
 
+import math
+import random
 from typing import Any
+
+# Refused clients told the same Retry-After come back together and are refused
+# together again; each is told a time spread over up to this share past the predicted one.
+RETRY_JITTER = 0.5
+
+
+def retry_after(seconds: float, rng: random.Random | None = None) -> dict[str, str]:
+    """Headers telling a refused client when to come back: `Retry-After` (whole
+    seconds, at least 1) and `retry-after-ms` (OpenAI's SDKs read it first), the
+    predicted `seconds` stretched by a random share of up to RETRY_JITTER."""
+    seconds = max(1.0, seconds)
+    wait_s = seconds * (1 + (rng or random).uniform(0, RETRY_JITTER))
+    # Whole seconds, never sooner than predicted, spread like the milliseconds.
+    return {"Retry-After": str(max(math.ceil(seconds), round(wait_s))), "retry-after-ms": str(round(wait_s * 1000))}
 
 
 class APIError(Exception):

@@ -1,11 +1,13 @@
 """Deadline-aware admission, on a fake clock: what it takes on, what it refuses, and when it says to retry."""
 
+import random
+
 import pytest
 
 from service.admission import Capacity, DecodeSpeed
 from service.budget import Budget
 from service.config import AdmissionConfig
-from service.errors import Overloaded
+from service.errors import Overloaded, retry_after
 from service.selection import ScoredCandidate, Selection
 from service.serving import RerankPlan
 from service.types import Candidate, Prompt, SamplingSpec
@@ -75,9 +77,20 @@ def test_a_request_that_cannot_finish_in_time_is_refused_with_the_predicted_retr
     error = refused.value
     assert (error.status, error.code) == (503, "capacity")
     # With both ahead of it done at 8 s, the floor of 2 fits a fresh 5 s window; after the
-    # first only (4 s), 6 running would need 6 s: so retry at 8 s, 7.5 s from now.
-    assert error.headers["Retry-After"] == "8"
+    # first only (4 s), 6 running would need 6 s: so retry at 8 s, 7.5 s from now, stretched
+    # by a random share of up to half so that refused clients do not all return at 8 s.
+    assert 7500 <= int(error.headers["retry-after-ms"]) <= 11250
+    assert 8 <= int(error.headers["Retry-After"]) <= 11
     assert cap.candidates == 0
+
+
+def test_refused_clients_are_told_different_times_to_return():
+    told = [retry_after(2.0, random.Random(seed)) for seed in range(50)]
+    waits = [int(headers["retry-after-ms"]) for headers in told]
+    assert min(waits) >= 2000 and max(waits) <= 3000
+    assert max(waits) - min(waits) > 300  # spread over the window, not one instant
+    assert {headers["Retry-After"] for headers in told} == {"2", "3"}
+    assert retry_after(0.01, random.Random(0))["Retry-After"] in ("1", "2")  # never sooner than a second
 
 
 def test_a_budget_too_tight_even_for_an_idle_engine_is_taken_on_not_refused():

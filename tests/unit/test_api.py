@@ -267,7 +267,7 @@ def test_callers_keys_come_from_the_environment_and_their_limits_answer_429_with
     r = client.post("/v1/completions", json=body, headers=auth)
     first.join()
     assert r.status_code == 429 and r.json()["error"]["type"] == "rate_limit_error"
-    assert r.json()["error"]["code"] == "concurrency_limit" and 1 <= int(r.headers["Retry-After"]) <= 5
+    assert r.json()["error"]["code"] == "concurrency_limit" and 1 <= int(r.headers["Retry-After"]) <= 8  # 5 s at most, + jitter
     assert "from-env" not in r.text
     assert metric(client, "prune_refused_total", reason="caller_concurrency") == before + 1
     # 600 tokens a minute; each request may use 201 (2 x 100 + the prompt) and gives back what it did not.
@@ -425,7 +425,7 @@ def test_a_request_that_cannot_meet_its_deadline_under_load_is_refused_at_once_w
     assert time.monotonic() - started < 1.0
     assert r.status_code == 503, r.text
     assert r.json()["error"]["code"] == "capacity" and r.json()["error"]["type"] == "server_error"
-    assert r.headers["Retry-After"] == "6"
+    assert 6 <= int(r.headers["Retry-After"]) <= 9  # the others' end, stretched by up to half (jitter)
     assert metric(client, "prune_refused_total", reason="capacity") == before + 1
     capacity.admitted.remove(others)  # the others done: taken on again
     assert complete(client, **body).status_code == 200
