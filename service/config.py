@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from service.types import check_checkpoints
 
@@ -234,6 +234,7 @@ class DeploymentConfig(Strict):
         "every hop's queue is bounded."
     )
     backpressure_retry_after_s: int = Field(1, ge=1, description="Retry-After of Ray's refusals when the queue is full.")
+    access_log: bool = Field(True, description="Ray Serve's log line per call to a replica.")
     niceness: int = Field(
         0, ge=0, le=19, description="CPU niceness of the replicas' processes: on a small CPU machine a nicer "
         "generator (its engine included) leaves the ingress CPU to refuse and answer on time under overload."
@@ -256,8 +257,23 @@ class DeploymentConfig(Strict):
             "max_ongoing_requests": self.max_ongoing_requests,
             "max_queued_requests": self.max_queued_requests,
             "backpressure_config": {"status_code": 503, "retry_after_s": self.backpressure_retry_after_s},
+            "logging_config": {"enable_access_log": self.access_log},
             "ray_actor_options": actor,
         }
+
+
+class IngressConfig(DeploymentConfig):
+    """The ingress's own caps only bound connections and memory: what costs work is
+    decided by admission (service.gate), which answers a refused request in well
+    under a millisecond. Caps as low as the other parts' made Ray drop requests of a
+    burst before admission saw them, with a bare text 503 instead of the envelope."""
+
+    max_ongoing_requests: int = Field(2048, ge=1, description="Requests one ingress replica holds at once: "
+                                      "admitted ones and those being refused.")
+    max_queued_requests: int = Field(2048, ge=1, description="Requests waiting for an ingress replica, past "
+                                     "which Ray refuses at once (503 + Retry-After).")
+    access_log: bool = Field(False, description="Ray Serve's log line per request: off, since a burst's worth of "
+                             "lines costs the front door CPU; prune_requests_total counts every answer by status.")
 
 
 class ScorerConfig(DeploymentConfig):
@@ -344,6 +360,7 @@ class BanListConfig(Strict):
         None, description="slop: the slop reward's 30 commonest single-word tells (service/reward/slop.py BAN_WORDS)."
     )
     words: list[str] = Field(default_factory=list, description="More words or phrases to ban.")
+    _resolved: tuple[str, ...] | None = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _within_the_engines_limit(self) -> "BanListConfig":
@@ -352,6 +369,11 @@ class BanListConfig(Strict):
         return self
 
     def resolve(self) -> tuple[str, ...]:
+        if self._resolved is None:  # every request asks: worked out once (the config is never changed)
+            self._resolved = self._resolve()
+        return self._resolved
+
+    def _resolve(self) -> tuple[str, ...]:
         words = list(self.words)
         if self.lexicon == "slop":
             from service.reward.slop import BAN_WORDS
@@ -491,7 +513,7 @@ class ServiceConfig(Strict):
         default_factory=list, description="Named API keys read from the environment or a file, each with "
         "optional limits (requests in flight, tokens per minute) shared by every ingress replica."
     )
-    ingress: DeploymentConfig = Field(default_factory=DeploymentConfig)
+    ingress: IngressConfig = Field(default_factory=IngressConfig)
     generator_deployment: DeploymentConfig = Field(default_factory=DeploymentConfig)
     scorer: ScorerConfig = Field(default_factory=ScorerConfig)
     metrics_dir: str | None = Field(

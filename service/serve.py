@@ -20,6 +20,19 @@ from service.config import ConfigError, ServeFile, VLLMGeneratorConfig, load_ser
 
 log = logging.getLogger("prune")
 
+# How HTTP reaches the ingress (`--front-door`). Ray Serve reads these flags when it
+# starts, so they are set before Ray is; on a cluster, put them in every node's
+# environment (deploy/kuberay/rayservice.yaml does).
+FRONT_DOORS = {
+    # HAProxy (bundled with Ray Serve) listens on the HTTP port and forwards to each ingress
+    # replica's own HTTP server: no Python proxy and no Ray call in front of admission.
+    # Throughput mode runs the replica's code on its server's event loop.
+    "haproxy": {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1",
+                "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"},
+    # Ray Serve's Python HTTP proxy, one Ray call away from the ingress.
+    "proxy": {},
+}
+
 
 def deploy(serve_file: ServeFile, http: dict) -> None:
     """Deploy the file the way `serve deploy` does (declaratively), so that its
@@ -53,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", help="override http_options.host")
     parser.add_argument("--port", type=int, help="override http_options.port")
     parser.add_argument("--num-cpus", type=float, help="CPUs Ray may schedule (default: all)")
+    parser.add_argument("--front-door", choices=sorted(FRONT_DOORS), default=os.environ.get("PRUNE_FRONT_DOOR", "haproxy"),
+                        help="what serves HTTP in front of the ingress (default haproxy; env PRUNE_FRONT_DOOR)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s prune %(message)s", datefmt="%H:%M:%S")
 
@@ -79,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     # Counters of an earlier run must not leak into this one.
     shutil.rmtree(metrics_dir(config), ignore_errors=True)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    for flag, value in FRONT_DOORS[args.front_door].items():  # before Ray starts: its processes inherit them
+        os.environ.setdefault(flag, value)
     # Ray starts its workers at nice 15, Serve's HTTP proxy and controller included: on a
     # small machine the front door then waits behind the engine, and refusals meant to
     # take milliseconds take seconds. Every process of this job starts at nice 0 (the
