@@ -26,9 +26,10 @@ log = logging.getLogger("prune")
 FRONT_DOORS = {
     # HAProxy (bundled with Ray Serve) listens on the HTTP port and forwards to each ingress
     # replica's own HTTP server: no Python proxy and no Ray call in front of admission.
-    # Throughput mode runs the replica's code on its server's event loop.
+    # Throughput mode runs the replica's code on its server's event loop and calls between
+    # deployments over gRPC; replicas' logs still reach this console.
     "haproxy": {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1",
-                "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"},
+                "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_LOG_TO_STDERR": "1"},
     # Ray Serve's Python HTTP proxy, one Ray call away from the ingress.
     "proxy": {},
 }

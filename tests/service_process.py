@@ -22,18 +22,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# The HAProxy front door's other ports (its stats page and metrics, Ray's fallback proxy):
+# free ones, so a service started by the suite never collides with one already running here.
+HAPROXY_PORT_FLAGS = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT",
+                      "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT")
+
+
 class ServiceProcess:
-    def __init__(self, config: Path | str, log_path: Path, ready_timeout_s: float):
+    def __init__(self, config: Path | str, log_path: Path, ready_timeout_s: float, front_door: str | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self.log = open(log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service.serve", str(config), "--port", str(self.port)],
+            [sys.executable, "-m", "service.serve", str(config), "--port", str(self.port)]
+            + (["--front-door", front_door] if front_door else []),
             cwd=ROOT,
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            env=os.environ | {"PYTHONUNBUFFERED": "1"},
+            env=os.environ | {"PYTHONUNBUFFERED": "1"} | {flag: str(free_port()) for flag in HAPROXY_PORT_FLAGS},
         )
         self.ready_s = self._wait_ready(ready_timeout_s)
 

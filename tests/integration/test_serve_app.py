@@ -53,7 +53,10 @@ def service(tmp_path_factory):
     path = tmp / "fake.yaml"
     path.write_text(yaml.safe_dump(config))
     os.environ["PRUNE_TEST_LIMITED_KEY"] = "limited-key"  # the service process inherits it
-    proc = ServiceProcess(path, tmp / "service.log", ready_timeout_s=180)
+    # Ray's Python proxy in front: its hang-up and replica-kill behaviour is what this module
+    # asserts (behind HAProxy, the default, a client's hang-up reaches the ingress only when
+    # the answer is written; README "Overload and failures").
+    proc = ServiceProcess(path, tmp / "service.log", ready_timeout_s=180, front_door="proxy")
     yield proc
     code, strays = proc.stop()
     assert code == 0, proc.tail()
