@@ -15,6 +15,7 @@ from typing import Any, Awaitable, Callable
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 
 from service import metrics
@@ -23,8 +24,9 @@ from service.errors import APIError, InternalError, NotFound, PayloadTooLarge
 from service.gate import AdmissionGate, error_response
 from service.protocol import ChatCompletionRequest, CompletionRequest, RerankRequest, RewardsRequest, reject
 from service.responses import CHAT, COMPLETION, EventStream, ResponseShape, batch_body, response_body
-from service.selection import Commit, Piece
-from service.serving import Reranker
+from service.selection import Commit, Piece, Selection
+from service.serving import RerankPlan, Reranker
+from service.tracing import RequestTracer
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +64,10 @@ class BodyLimit:
 class Routes:
     """The endpoints, each a few lines; the request path itself is the Reranker's."""
 
-    def __init__(self, reranker: Reranker, metrics_targets: Callable[[], Awaitable[list[dict]]] | None = None):
+    def __init__(self, reranker: Reranker, metrics_targets: Callable[[], Awaitable[list[dict]]] | None = None,
+                 tracer: RequestTracer | None = None):
         self.reranker, self.config = reranker, reranker.config
+        self.tracer = tracer
         self.metrics_targets_of = metrics_targets
         self.generator, self.catalog = reranker.generator, reranker.catalog
         # Read here, in the ingress replica, where the environment and secret files are.
@@ -90,7 +94,18 @@ class Routes:
             return await self.stream(req, request, shape)
         async with self.admitted(req, request) as plan:
             selection = await self.reranker.run(plan)
-        return JSONResponse(response_body(shape, self.generator.model_name, plan, selection))
+        return JSONResponse(response_body(shape, self.generator.model_name, plan, selection),
+                            background=self.traced(plan, selection, request))
+
+    def traced(self, plan: RerankPlan, selection: Selection, request: Request) -> BackgroundTask | None:
+        """Runs after the answer's last byte is sent: its spans, when tracing is on."""
+        if self.tracer is None:
+            return None
+        return BackgroundTask(self.trace, plan, selection, request.scope["path"])
+
+    def trace(self, plan: RerankPlan, selection: Selection, route: str) -> None:
+        if self.tracer is not None:
+            self.tracer.record(plan, selection, time.time(), route)
 
     async def stream(self, req: RerankRequest, request: Request, shape: ResponseShape) -> Response:
         """A stream begins when its text is decided: at the commit, or at selection. What
@@ -127,6 +142,7 @@ class Routes:
                             if first_text:
                                 metrics.STREAM_FIRST_TEXT.labels(policy).observe(time.time() - request.state.arrived)
                             yield out.close(plan, event)
+                            self.trace(plan, event, request.scope["path"])  # the last chunk is sent
                             return
                         event = await anext(events)
             except APIError as exc:
@@ -255,8 +271,10 @@ async def count_requests(request: Request, call_next):
     return response
 
 
-def create_api(reranker: Reranker, metrics_targets: Callable[[], Awaitable[list[dict]]] | None = None) -> FastAPI:
-    routes = Routes(reranker, metrics_targets)
+def create_api(reranker: Reranker, metrics_targets: Callable[[], Awaitable[list[dict]]] | None = None,
+               tracer: RequestTracer | None = None) -> FastAPI:
+    """The app; `tracer` (default: as configured in `tracing`) records answered requests' spans."""
+    routes = Routes(reranker, metrics_targets, tracer or RequestTracer.from_config(reranker.config.tracing))
     api = FastAPI(title="prune", description="Best-of-N reranking with a style reward model.")
     api.add_exception_handler(APIError, on_api_error)
     api.add_exception_handler(RequestValidationError, on_validation_error)

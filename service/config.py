@@ -399,6 +399,16 @@ class PartialOffsetsConfig(Strict):
         return self
 
 
+class TracingConfig(Strict):
+    """OpenTelemetry spans of every answered request (service.tracing), sent to a
+    collector over OTLP/HTTP; off by default, and then free."""
+
+    enabled: bool = False
+    otlp_endpoint: str = Field("http://127.0.0.1:4318/v1/traces", description="The collector's OTLP/HTTP traces URL.")
+    service_name: str = Field("prune", min_length=1)
+    sample_ratio: float = Field(1.0, gt=0, le=1, description="Share of requests traced (by trace id).")
+
+
 class AdmissionConfig(Strict):
     """Deadline-aware admission (service/admission.py): a request that cannot be
     answered by its deadline with at least its floor of candidates, given the load
@@ -497,6 +507,7 @@ class ServiceConfig(Strict):
     pruning: PruningConfig = Field(default_factory=PruningConfig)
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
     streaming: StreamingConfig = Field(default_factory=StreamingConfig)
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
     bans: dict[str, BanListConfig] = Field(
         default_factory=dict, description="Named ban lists; a request picks one by name (`bans`), or false for none."
     )

@@ -379,6 +379,9 @@ class Reranking(BaseModel):
         None, description="Scored by the fallback reward instead of reward_model: scorer_unavailable or scorer_slow."
     )
     commit: CommitReport | None = Field(None, description="Streams that committed to their leaders early.")
+    timings: dict[str, float | list[float] | None] = Field(
+        default_factory=dict, description="Where the time went, in ms: admission, first_token, queue and prefill "
+        "(the longest; where the engine reports them), generation, scoring (each reward call), selection.")
     candidates: list[CandidateReport] | None = None
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from service.protocol import CandidateReport, CommitReport, Reranking, Usage, new_id, now
 from service.selection import Selection
 from service.serving import RerankPlan
+from service.tracing import timings
 from service.types import Candidate
 
 
@@ -83,6 +84,7 @@ def reranking(plan: RerankPlan, selection: Selection) -> Reranking:
             candidates_alive=selection.commit.candidates_alive,
             leader_scores=list(selection.commit.leader_scores),
         ),
+        timings=timings(plan, selection),
         candidates=[
             CandidateReport(
                 text=sc.candidate.text,

@@ -18,7 +18,7 @@ import json
 import statistics
 import time
 from dataclasses import dataclass
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator, Callable, NamedTuple
 
 from service.budget import Budget
 from service.commit import CommitPlan
@@ -36,6 +36,14 @@ class ScoredCandidate:
     score: float
 
 
+class ScoreCall(NamedTuple):
+    """One reward call of a request."""
+
+    seconds: float
+    texts: int
+    started: float  # wall clock
+
+
 @dataclass(frozen=True)
 class Selection:
     chosen: list[ScoredCandidate]  # best first, at most n, distinct texts
@@ -46,14 +54,17 @@ class Selection:
     stopped_early: bool  # the deadline cut at least one candidate (or its scoring) short
     candidates_pruned: int  # aborted early for scoring low at a checkpoint
     generate_s: float  # until the last candidate arrived
-    score_calls: tuple[tuple[float, int], ...]  # (seconds, texts) of each reward call, in order
+    score_calls: tuple[ScoreCall, ...]  # the request's reward model's calls, in order
     degraded: str | None = None  # the fallback reward scored instead, and why
     commit: CommitInfo | None = None  # a stream that committed to its leaders early
+    candidates: tuple[Candidate, ...] = ()  # every candidate as it ended, pruned and unscored ones included
+    started: float = 0.0  # wall clock: selection started (the candidates were asked for)
+    selected: float = 0.0  # wall clock: the answer was chosen
 
     @property
     def score_s(self) -> float:
         """Time spent in reward calls (overlaps generation)."""
-        return sum(seconds for seconds, _ in self.score_calls)
+        return sum(call.seconds for call in self.score_calls)
 
     @property
     def margin(self) -> float:
@@ -83,7 +94,7 @@ class _Scorer:
         self.scoring: list[Candidate] = []  # the batch of the reward call under way
         self.texts: set[str] = set()
         self.task: asyncio.Task | None = None
-        self.calls: list[tuple[float, int]] = []  # (seconds, texts) of the request's reward model
+        self.calls: list[ScoreCall] = []  # the request's reward model's, for the scoring cost
         self.cut = False  # the deadline came before every candidate was scored
         self.degraded: str | None = None  # why the fallback scored instead: scorer_unavailable, scorer_slow
 
@@ -103,7 +114,7 @@ class _Scorer:
         """Score what is waiting; what arrives meanwhile forms the next batch."""
         while self.waiting:
             self.scoring, self.waiting = self.waiting, []
-            started = time.perf_counter()
+            started, started_at = time.perf_counter(), time.time()
             try:
                 scores = await self.reward.score(self.prompt, [c.text for c in self.scoring])
             except APIError as exc:
@@ -115,7 +126,7 @@ class _Scorer:
                 raise RuntimeError(f"reward model returned {len(scores.values)} scores for {len(self.scoring)} candidates")
             self.batches.append((self.scoring, scores))
             if not self.degraded:  # the request's reward model's cost, for the next requests' reserves
-                self.calls.append((time.perf_counter() - started, len(self.scoring)))
+                self.calls.append(ScoreCall(time.perf_counter() - started, len(self.scoring), started_at))
             self.scoring = []
 
     def degrade(self, reason: str) -> None:
@@ -267,7 +278,7 @@ async def rerank(
         raise ValueError(f"need 1 <= n <= best_of, got n={n}, best_of={best_of}")
     if budget.generate_by.remaining() <= 0:  # it waited too long to be started: no candidate for nobody
         raise out_of_time("the latency budget ran out before generation could start")
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.time()
     scorer = _Scorer(reward, prompt, fallback)
     seen = _Seen(budget)
     stream = generator.generate(prompt, sampling, best_of, budget.generate_by, pruning, commit)
@@ -293,7 +304,7 @@ async def rerank(
             -(sc.score + adjustment(offsets, sc.candidate.finished, sc.candidate.completion_tokens)),
             sc.candidate.index,
         ))[:n]
-    yield seen.selection(chosen, scorer, generate_s)
+    yield seen.selection(chosen, scorer, generate_s, started_at)
 
 
 class _Seen:
@@ -335,7 +346,8 @@ class _Seen:
         return [self.candidates.get(i) or Candidate(i, self.sent.get(i, ""), "length", 0, finished=False)
                 for i in self.committed.leaders]
 
-    def selection(self, chosen: list[ScoredCandidate], scorer: _Scorer, generate_s: float) -> Selection:
+    def selection(self, chosen: list[ScoredCandidate], scorer: _Scorer, generate_s: float,
+                  started: float) -> Selection:
         everything = list(self.candidates.values())
         return Selection(
             chosen=chosen,
@@ -349,6 +361,9 @@ class _Seen:
             score_calls=tuple(scorer.calls),
             degraded=scorer.degraded,
             commit=self.info,
+            candidates=tuple(sorted(everything, key=lambda c: c.index)),
+            started=started,
+            selected=time.time(),
         )
 
 

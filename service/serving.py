@@ -30,7 +30,7 @@ from service.partials import PartialOffsets
 from service.pruning import PruningPlan
 from service.reward import make_reward_model, make_reward_models
 from service.reward.catalog import RewardCatalog, StaticCatalog
-from service.selection import Commit, Piece, Selection, rerank
+from service.selection import Commit, Piece, ScoreCall, Selection, rerank
 from service.types import Prompt, SamplingSpec
 
 
@@ -44,9 +44,9 @@ class ScoringCost:
         self.floor_s = floor_s  # kept back even before anything was measured
         self.per_text: dict[str, float] = {}
 
-    def observe(self, reward_model: str, calls: Iterable[tuple[float, int]]) -> None:
-        """Learn from reward calls, each (seconds, texts)."""
-        for seconds, texts in calls:
+    def observe(self, reward_model: str, calls: Iterable[ScoreCall]) -> None:
+        """Learn from a request's reward calls."""
+        for seconds, texts, *_ in calls:  # ScoreCall, or (seconds, texts)
             value = seconds / max(texts, 1)  # fixed per-call costs count in: an overestimate, on the safe side
             old = self.per_text.get(reward_model)
             self.per_text[reward_model] = value if old is None else old + self.weight * (value - old)
@@ -74,6 +74,7 @@ class RerankPlan:
     lease: Lease | None = None  # the caller's hold on its limits: run() reports the tokens used to it
     commit: CommitPlan | None = None  # streams: when to commit to the leaders (service.commit)
     offsets: PartialOffsets | None = None  # how the reward model overrates cut texts (service.partials)
+    admitted_at: float | None = None  # wall clock: admission took it on
 
     @property
     def max_tokens(self) -> int:
@@ -175,7 +176,7 @@ class Reranker:
                 engine_load = await self.generator.load()
                 with self.capacity.reserve(plan, engine_load) as admitted:  # nothing awaited since the decision
                     lease.used(None)  # all of them unless run() reports what was used
-                    yield replace(admitted, lease=lease)
+                    yield replace(admitted, lease=lease, admitted_at=time.time())
         except TooManyRequests as refused:
             metrics.REFUSED.labels(CALLER_REFUSALS.get(refused.code, "caller")).inc()
             raise

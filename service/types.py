@@ -100,6 +100,16 @@ class TokenLogprob:
 
 
 @dataclass(frozen=True)
+class CandidateTiming:
+    """Where one candidate's time went, in wall-clock seconds (comparable across processes)."""
+
+    started: float  # its engine request was sent
+    first_token: float | None  # its first token arrived (None: none did)
+    ended: float  # finished, pruned or cut by the deadline
+    queued_s: float | None = None  # waiting in the engine's queue before it was first scheduled (vLLM)
+
+
+@dataclass(frozen=True)
 class Candidate:
     """One sampled completion. `finished` is False when the deadline cut it short."""
 
@@ -111,6 +121,7 @@ class Candidate:
     prompt_tokens: int = 0  # the same for every candidate of a request
     pruned: bool = False  # aborted at a pruning checkpoint for scoring low
     logprobs: tuple[TokenLogprob, ...] | None = None  # one per token, when asked (finished candidates)
+    timing: CandidateTiming | None = None  # set by the generator's race (service.generator.base)
 
 
 @dataclass(frozen=True)

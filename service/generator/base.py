@@ -5,12 +5,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 import asyncio
 import contextlib
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, AsyncIterator, Coroutine, Sequence
 
 from service import metrics
 from service.errors import BadRequest
-from service.types import Candidate, Committed, Deadline, Delta, Prompt, SamplingSpec
+from service.types import Candidate, CandidateTiming, Committed, Deadline, Delta, Prompt, SamplingSpec
 
 if TYPE_CHECKING:
     from service.commit import ChooseLeaders, CommitPlan
@@ -92,6 +93,9 @@ class Progress:
 
     def __init__(self, prompt_tokens: int, checkpoints: Sequence[int] = ()):
         self.prompt_tokens = prompt_tokens
+        self.started = time.time()  # the candidates' engine requests go out now
+        self.first_token_at: dict[int, float] = {}
+        self.queued_s: dict[int, float] = {}  # what an engine says about its queue (vLLM)
         self.latest: dict[int, tuple[str, int]] = {}  # candidate -> (text, tokens)
         self.checkpoints = list(checkpoints)  # still to come
         self.snapshots: dict[int, tuple[str, int]] = {}  # (text, tokens) at the next checkpoint, once reached
@@ -102,6 +106,8 @@ class Progress:
 
     def update(self, i: int, text: str, tokens: int) -> None:
         self.latest[i] = (text, tokens)
+        if tokens and i not in self.first_token_at:
+            self.first_token_at[i] = time.time()
         if self.checkpoints and tokens >= self.checkpoints[0] and i not in self.snapshots:
             self.snapshots[i] = (text, tokens)
             self.crossed.set()
@@ -133,7 +139,14 @@ class Progress:
 
     def partial(self, i: int, pruned: bool = False) -> Candidate:
         text, tokens = self.latest.get(i, ("", 0))
-        return Candidate(i, text, "length", tokens, finished=False, prompt_tokens=self.prompt_tokens, pruned=pruned)
+        return self.timed(Candidate(i, text, "length", tokens, finished=False, prompt_tokens=self.prompt_tokens,
+                                    pruned=pruned))
+
+    def timed(self, candidate: Candidate) -> Candidate:
+        """`candidate` with its timing, as it ends now."""
+        i = candidate.index
+        return replace(candidate, timing=CandidateTiming(self.started, self.first_token_at.get(i), time.time(),
+                                                         self.queued_s.get(i)))
 
 
 @dataclass(frozen=True)
@@ -241,7 +254,7 @@ class _Race:
         events: list[Candidate | Committed | Delta] = list(self.progress.deltas()) if self.progress.followed else []
         for task in sorted(done & self.running, key=self.tasks.get):
             self.running.discard(task)
-            candidate = task.result()
+            candidate = self.progress.timed(task.result())
             self.finished[candidate.index] = candidate.text
             events.append(candidate)
         if self.verdict_due is not None and self.verdict_due.done():

@@ -157,7 +157,7 @@ def test_candidates_are_scored_as_they_finish_in_micro_batches():
     assert result.chosen[0].candidate.text == "dddd"
     assert [len(batch) for _, batch in calls] == [3, 1]  # the three that finished together, then the slow one
     assert calls[-1][0] - calls[0][0] >= 0.25
-    assert len(result.score_calls) == 2 and [texts for _, texts in result.score_calls] == [3, 1]
+    assert len(result.score_calls) == 2 and [call.texts for call in result.score_calls] == [3, 1]
 
 
 def test_margin_and_uplift():
