@@ -324,7 +324,8 @@ class _Seen:
             self.info = CommitInfo(event.at_tokens, self.budget.elapsed_ms(time.time()), event.alive, event.scores)
             leaders = [self.candidates[i] for i in event.leaders if i in self.candidates]  # finished: whole already
         elif isinstance(event, Delta):
-            leaders = [Candidate(event.index, event.text, "length", event.tokens, finished=False)]
+            text = self.sent.get(event.index, "") + event.text
+            leaders = [Candidate(event.index, text, "length", event.tokens, finished=False)]
         else:
             self.candidates[event.index] = event
             if event.finished:

@@ -137,7 +137,7 @@ class Committed:
 
 @dataclass(frozen=True)
 class Delta:
-    """A committed leader's text so far (the whole of it: the reader keeps what it sent)."""
+    """A committed leader's new text since its previous Delta (the reader joins them)."""
 
     index: int
     text: str

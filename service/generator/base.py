@@ -102,6 +102,7 @@ class Progress:
         self.crossed = asyncio.Event()
         self.followed: set[int] = set()  # committed leaders, whose every new text is streamed
         self.changed: set[int] = set()  # followed candidates with text not yet passed on
+        self.passed: dict[int, str] = {}  # a followed candidate's text passed on as Deltas
         self.news = asyncio.Event()
 
     def update(self, i: int, text: str, tokens: int) -> None:
@@ -132,10 +133,19 @@ class Progress:
         self.news.set()
 
     def deltas(self) -> list[Delta]:
-        """The followed candidates' new text since the last call."""
+        """The followed candidates' new text since the last call: only what is new crosses
+        to the reader (the whole text each time made a stream's bytes grow with the square
+        of its length). Text that does not extend what was passed on waits until it does."""
         changed, self.changed = sorted(self.changed), set()
         self.news.clear()
-        return [Delta(i, *self.latest[i]) for i in changed]
+        out = []
+        for i in changed:
+            text, tokens = self.latest[i]
+            passed = self.passed.get(i, "")
+            if len(text) > len(passed) and text.startswith(passed):
+                out.append(Delta(i, text[len(passed):], tokens))
+                self.passed[i] = text
+        return out
 
     def partial(self, i: int, pruned: bool = False) -> Candidate:
         text, tokens = self.latest.get(i, ("", 0))

@@ -125,7 +125,7 @@ def fake_service(status=200, delay_s=0.0, headers=(), body=None):
 def load_against(app, budget_ms=1000, max_requests=1000, backoff=True) -> chaos.Load:
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:9")
     return chaos.Load(client, "fake-model", best_of=8, max_tokens=16, budget_ms=budget_ms, max_requests=max_requests,
-                      backoff=backoff)
+                      backoff=backoff, lean=False)  # through the ASGI transport
 
 
 def run_load(app, concurrency, duration_s, **kw):
@@ -187,3 +187,46 @@ def test_a_kill_scenario_is_skipped_when_no_replica_serves_the_port():
     [row] = asyncio.run(go())
     assert "no ServeReplica:prune:generator process" in row["skipped"]
     assert "skipped: no ServeReplica" in chaos.tables({"kill-generator": [row]})
+
+
+# --- the bare HTTP/1.1 client of bursts and load loops --------------------------------
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_the_lean_client_reads_status_retry_after_and_the_envelope(chunked):
+    payload = json.dumps({"error": {"code": "capacity", "type": "server_error"}}).encode()
+    body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(payload), payload) if chunked else payload
+    framing = b"transfer-encoding: chunked" if chunked else b"content-length: %d" % len(payload)
+    received = []
+
+    async def scenario():
+        async def answer(reader, writer):
+            received.append(await reader.readuntil(b"\r\n\r\n"))
+            writer.write(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 3\r\n%s\r\n\r\n%s" % (framing, body))
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            return await chaos.send_lean(f"http://127.0.0.1:{port}", "/v1/completions", b'{"a": 1}', 1.0, 0.0)
+
+    outcome = asyncio.run(scenario())
+    assert (outcome.status, outcome.retry_after, outcome.error) == (503, "3", "capacity")
+    assert received[0].startswith(b"POST /v1/completions HTTP/1.1") and b"content-length: 8" in received[0]
+
+
+def test_the_lean_client_counts_a_silent_server_as_hung(monkeypatch):
+    monkeypatch.setattr(chaos, "HUNG_AFTER_S", 0.2)
+
+    async def scenario():
+        async def silent(reader, writer):
+            await asyncio.sleep(5)
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            return await chaos.send_lean(f"http://127.0.0.1:{port}", "/v1/completions", b"{}", 0.1, 0.0)
+
+    outcome = asyncio.run(scenario())
+    assert outcome.status is None and outcome.error == "hung" and outcome.latency_s < 1

@@ -160,3 +160,20 @@ def test_a_stream_that_gets_no_text_by_the_deadline_has_not_begun_and_is_a_504()
     with pytest.raises(BudgetExhausted):
         stream(gen, best_of=1, commit=leader(), ms=400, on_event=lambda event, _: seen.append(event))
     assert seen == []
+
+
+def test_a_leaders_deltas_carry_only_new_text_and_join_into_its_whole_text():
+    from service.generator.base import Progress
+
+    progress = Progress(prompt_tokens=3)
+    progress.update(0, "Once", 1)
+    progress.follow({0})
+    texts = ["Once upon", "Once upon a", "Once upon a time."]
+    pieces = [d.text for d in progress.deltas()]  # the text before the commit comes first, whole
+    for tokens, text in enumerate(texts, start=2):
+        progress.update(0, text, tokens)
+        pieces += [d.text for d in progress.deltas()]
+    assert pieces == ["Once", " upon", " a", " time."]
+    assert "".join(pieces) == texts[-1]
+    progress.update(0, "Once upon a time.", 5)  # nothing new: no Delta at all
+    assert progress.deltas() == []
