@@ -68,6 +68,7 @@ class Outcome:
     status: int | None = None  # None: no HTTP answer (hung or connection error)
     retry_after: str | None = None
     degraded: str | None = None  # reranking.degraded of a 200
+    server_ms: float | None = None  # reranking.elapsed_ms of a 200: arrival to answer built, as prune saw it
     error: str | None = None  # the envelope's code, or the exception's name
 
     @property
@@ -126,6 +127,9 @@ def summarize(records: list[Outcome], duration_s: float, reference_goodput: floa
         # A refusal a client cannot schedule its retry from (slow ones are in refused_slow too).
         "no_retry_after": sum(1 for r in records if r.status in (429, 503) and retry_after_s(r.retry_after) < 1),
         "degraded": sum(1 for r in records if r.degraded),
+        # Late at the client, and already past the budget when prune built the answer (the rest lost
+        # their time between the answer and the client: writing, the network, the client's own loop).
+        "late_at_server": sum(1 for r in records if classify(r) == "late" and (r.server_ms or 0) > r.budget_s * 1000),
         "goodput_per_s": round(goodput, 3),
         "goodput_rel": round(goodput / reference_goodput, 3) if reference_goodput else None,
         **{f"refusal_p{q}_ms": None if not refusals else round(percentile(refusals, q / 100), 1) for q in (50, 95, 99)},
@@ -174,7 +178,7 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
 
 
 LOAD_COLUMNS = ["run", "concurrency", "requests", "on_time", "on_time_pct_of_200", "refused_fast", "refused_slow",
-                "no_retry_after", "late", "late_504", "timeout_504", "5xx", "4xx", "hung", "conn_error", "degraded",
+                "no_retry_after", "late", "late_at_server", "late_504", "timeout_504", "5xx", "4xx", "hung", "conn_error", "degraded",
                 "refusal_p50_ms", "refusal_p99_ms", "goodput_per_s", "goodput_rel", "goodput_of_peak"]
 KILL_COLUMNS = LOAD_COLUMNS + ["killed", "killed_at_s", "recover_s"]
 BURST_COLUMNS = ["run", "requests", "on_time", "late", "refused_fast", "refused_slow", "no_retry_after",
@@ -218,6 +222,7 @@ async def send(client: httpx.AsyncClient, path: str, body: bytes, budget_s: floa
             data = None
         if isinstance(data, dict) and r.status_code == 200:
             fields["degraded"] = (data.get("reranking") or {}).get("degraded")
+            fields["server_ms"] = (data.get("reranking") or {}).get("elapsed_ms")
         elif isinstance(data, dict) and isinstance(data.get("error"), dict):
             fields["error"] = data["error"].get("code") or data["error"].get("type")
     except (TimeoutError, httpx.TimeoutException):
@@ -256,6 +261,7 @@ async def send_lean(url: str, path: str, body: bytes, budget_s: float, t0: float
             data = None
         if isinstance(data, dict) and fields["status"] == 200:
             fields["degraded"] = (data.get("reranking") or {}).get("degraded")
+            fields["server_ms"] = (data.get("reranking") or {}).get("elapsed_ms")
         elif isinstance(data, dict) and isinstance(data.get("error"), dict):
             fields["error"] = data["error"].get("code") or data["error"].get("type")
     except TimeoutError:

@@ -57,9 +57,19 @@ def chat_body(model: str, i: int, *, best_of: int, max_tokens: int, budget_ms: i
     return body | ({"reward_model": reward_model} if reward_model else {})
 
 
+class Refused(Exception):
+    """A 429/503 with Retry-After: the client waits that long before its next request."""
+
+    def __init__(self, retry_after_s: float):
+        self.retry_after_s = retry_after_s
+
+
 async def prune_once(client, url, body) -> float:
     started = time.perf_counter()
     response = await client.post(f"{url}/v1/chat/completions", json=body)
+    if response.status_code in (429, 503):
+        raise Refused(float(response.headers.get("retry-after-ms", 0)) / 1000
+                      or float(response.headers.get("retry-after", 1)))
     response.raise_for_status()
     reranking = response.json()["reranking"]
     RERANKING.append((reranking["stopped_early"], reranking["effective_best_of"]))
@@ -105,7 +115,8 @@ class NaiveBaseline:
 
 
 async def closed_loop(call, users: int, seconds: float) -> list[tuple[float, bool]]:
-    """`users` clients sending one request after another for `seconds`: (latency, ok) each."""
+    """`users` clients sending one request after another for `seconds`: (latency, ok) each.
+    A refused client waits its Retry-After first, as OpenAI's SDK does."""
     results: list[tuple[float, bool]] = []
     stop_at = time.perf_counter() + seconds
     counter = iter(range(10**9))
@@ -116,6 +127,9 @@ async def closed_loop(call, users: int, seconds: float) -> list[tuple[float, boo
             started = time.perf_counter()
             try:
                 results.append((await call(i), True))
+            except Refused as refused:
+                results.append((time.perf_counter() - started, False))
+                await asyncio.sleep(min(refused.retry_after_s, max(0.0, stop_at - time.perf_counter())))
             except Exception:
                 results.append((time.perf_counter() - started, False))
 
@@ -173,7 +187,8 @@ async def compare(args) -> list[dict]:
                              "p50_s": round(statistics.median(latencies), 3) if latencies else "",
                              "mean_s": round(statistics.fmean(latencies), 3) if latencies else "",
                              "goodput_per_s": round(on_time / args.seconds, 3),
-                             "on_time": round(on_time / len(results), 3) if results else 0,
+                             "on_time": round(on_time / len(latencies), 3) if latencies else 0,  # of the answers
+                             "refused": len(results) - len(latencies),
                              # prune only: how it kept the budget
                              "cut_short": round(statistics.fmean(c for c, _ in RERANKING), 3) if RERANKING else "",
                              "effective_best_of": round(statistics.fmean(b for _, b in RERANKING), 2)
