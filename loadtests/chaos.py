@@ -178,7 +178,8 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
 
 
 LOAD_COLUMNS = ["run", "concurrency", "requests", "on_time", "on_time_pct_of_200", "refused_fast", "refused_slow",
-                "no_retry_after", "late", "late_at_server", "late_504", "timeout_504", "5xx", "4xx", "hung", "conn_error", "degraded",
+                "no_retry_after", "late", "late_at_server", "late_504", "timeout_504", "5xx", "4xx", "hung",
+                "conn_error", "degraded",
                 "refusal_p50_ms", "refusal_p99_ms", "goodput_per_s", "goodput_rel", "goodput_of_peak"]
 KILL_COLUMNS = LOAD_COLUMNS + ["killed", "killed_at_s", "recover_s"]
 BURST_COLUMNS = ["run", "requests", "on_time", "late", "refused_fast", "refused_slow", "no_retry_after",

@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", help="override http_options.host")
     parser.add_argument("--port", type=int, help="override http_options.port")
     parser.add_argument("--num-cpus", type=float, help="CPUs Ray may schedule (default: all)")
-    parser.add_argument("--front-door", choices=sorted(FRONT_DOORS), default=os.environ.get("PRUNE_FRONT_DOOR", "haproxy"),
+    parser.add_argument("--front-door", choices=sorted(FRONT_DOORS),
+                        default=os.environ.get("PRUNE_FRONT_DOOR", "haproxy"),
                         help="what serves HTTP in front of the ingress (default haproxy; env PRUNE_FRONT_DOOR)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s prune %(message)s", datefmt="%H:%M:%S")
