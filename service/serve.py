@@ -57,6 +57,23 @@ def deploy(serve_file: ServeFile, http: dict) -> None:
             return
 
 
+def start_ray(front_door: str, num_cpus: float | None) -> None:
+    """A Ray of our own, its processes started with the front door's flags."""
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    for flag, value in FRONT_DOORS[front_door].items():  # before Ray starts: its processes inherit them
+        os.environ.setdefault(flag, value)
+    # Ray starts its workers at nice 15, Serve's HTTP proxy and controller included: on a
+    # small machine the front door then waits behind the engine, and refusals meant to
+    # take milliseconds take seconds. Every process of this job starts at nice 0 (the
+    # deployments then set their own, see DeploymentConfig.niceness).
+    # address="local": a Ray of our own, never one found through /tmp/ray/ray_current_cluster
+    # (a cluster started on this machine earlier, perhaps long dead).
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING,
+             runtime_env={"env_vars": {"RAY_worker_niceness": "0"}})
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -95,17 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Counters of an earlier run must not leak into this one.
     shutil.rmtree(metrics_dir(config), ignore_errors=True)
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    for flag, value in FRONT_DOORS[args.front_door].items():  # before Ray starts: its processes inherit them
-        os.environ.setdefault(flag, value)
-    # Ray starts its workers at nice 15, Serve's HTTP proxy and controller included: on a
-    # small machine the front door then waits behind the engine, and refusals meant to
-    # take milliseconds take seconds. Every process of this job starts at nice 0 (the
-    # deployments then set their own, see DeploymentConfig.niceness).
-    # address="local": a Ray of our own, never one found through /tmp/ray/ray_current_cluster
-    # (a cluster started on this machine earlier, perhaps long dead).
-    ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, logging_level=logging.WARNING,
-             runtime_env={"env_vars": {"RAY_worker_niceness": "0"}})
+    start_ray(args.front_door, args.num_cpus)
     # SIGTERM (docker stop, systemd) ends the service the way Ctrl-C does.
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)

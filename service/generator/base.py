@@ -105,6 +105,11 @@ class Progress:
         self.passed: dict[int, str] = {}  # a followed candidate's text passed on as Deltas
         self.news = asyncio.Event()
 
+    def queue(self, i: int, seconds: float) -> float:
+        """Record what the engine says candidate i waited in its queue; returns it."""
+        self.queued_s[i] = max(seconds, 0.0)
+        return self.queued_s[i]
+
     def update(self, i: int, text: str, tokens: int) -> None:
         self.latest[i] = (text, tokens)
         if tokens and i not in self.first_token_at:

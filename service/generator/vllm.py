@@ -165,8 +165,7 @@ class VLLMGenerator(Generator):
                     progress.update(i, final.text, len(final.token_ids))
                     if queued and out.metrics is not None and out.metrics.scheduled_ts:
                         queued = False
-                        progress.queued_s[i] = max(out.metrics.scheduled_ts - out.metrics.queued_ts, 0.0)
-                        metrics.QUEUE_WAIT.observe(progress.queued_s[i])
+                        metrics.QUEUE_WAIT.observe(progress.queue(i, out.metrics.scheduled_ts - out.metrics.queued_ts))
             return Candidate(i, final.text, final.finish_reason or "stop", len(final.token_ids), prompt_tokens=len(ids),
                              logprobs=token_logprobs(final, sampling.logprobs))
 
