@@ -14,6 +14,7 @@ are deterministic for a given set of candidates.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import statistics
 import time
@@ -249,31 +250,24 @@ async def rerank(
     min_chars: int = 1,
     offsets: PartialOffsets | None = None,
 ) -> AsyncIterator[Commit | Piece | Selection]:
-    """Pick the n best of best_of candidates within the budget; the last event is
-    the `Selection`. With `commit` (a stream), a `Commit` comes as soon as the
-    generator committed to its leaders, then their text as `Piece`s, and the
-    Selection's choices are those leaders.
+    """Pick the n best of best_of candidates within the budget; the last event is the
+    `Selection`. With `commit` (a stream), a `Commit` comes as soon as the generator
+    committed to its leaders, then their text as `Piece`s: the Selection's choices.
 
     Generation stops at `budget.generate_by`, leaving time to score the texts at
     hand; if the last scoring call still runs at `budget.select_by`, the best
-    candidate scored by then is the answer. Raises BudgetExhausted (the one
-    place a 504 is decided) when nothing is scored by `budget.give_up_by` (the
-    client's deadline): no candidate produced text, or the calls were stuck.
-    With a `fallback` reward, an unavailable or stuck reward model degrades the
-    scoring instead (see `_Scorer`).
+    candidate scored by then is the answer. Raises BudgetExhausted (the one place
+    a 504 is decided) when nothing is scored by `budget.give_up_by` (the client's
+    deadline). With a `fallback` reward, an unavailable or stuck reward model
+    degrades the scoring instead (see `_Scorer`).
 
     Partial texts (cut by the deadline) compete with finished ones, their reward
     adjusted by `offsets` (service.partials); pruned ones only if nothing else has
-    text. A degenerate candidate (fewer than `min_chars` characters besides
-    whitespace: empty, a stray token; or, when JSON was asked for, text that does
-    not parse: cut short) never wins while one that is not was produced, finished or not.
+    text. A degenerate candidate (`is_degenerate`) never wins while one that is not
+    was produced, finished or not.
     """
 
-    def degenerate(candidate: Candidate) -> bool:
-        if sampling.wants_json and not parses_as_json(candidate.text):  # cut short: the grammar's promise broken
-            return True
-        return len(candidate.text.strip()) < min_chars
-
+    degenerate = functools.partial(is_degenerate, wants_json=sampling.wants_json, min_chars=min_chars)
     if not 1 <= n <= best_of:
         raise ValueError(f"need 1 <= n <= best_of, got n={n}, best_of={best_of}")
     if budget.generate_by.remaining() <= 0:  # it waited too long to be started: no candidate for nobody
@@ -299,12 +293,26 @@ async def rerank(
     if seen.committed is None:
         if not scorer.batches:
             raise out_of_time("the latency budget ran out before any candidate produced text")
-        chosen = sorted(scorer.scored, key=lambda sc: (
-            degenerate(sc.candidate),
-            -(sc.score + adjustment(offsets, sc.candidate.finished, sc.candidate.completion_tokens)),
-            sc.candidate.index,
-        ))[:n]
+        chosen = best(scorer.scored, n, degenerate, offsets)
     yield seen.selection(chosen, scorer, generate_s, started_at)
+
+
+def is_degenerate(candidate: Candidate, wants_json: bool, min_chars: int) -> bool:
+    """Fewer than `min_chars` characters besides whitespace (empty, a stray token), or,
+    when JSON was asked for, text that does not parse (cut short: the grammar's promise broken)."""
+    if wants_json and not parses_as_json(candidate.text):
+        return True
+    return len(candidate.text.strip()) < min_chars
+
+
+def best(scored: list[ScoredCandidate], n: int, degenerate: Callable[[Candidate], bool],
+         offsets: PartialOffsets | None) -> list[ScoredCandidate]:
+    """The n best: degenerate last, then by reward (cut texts' adjusted), then the earlier candidate."""
+    return sorted(scored, key=lambda sc: (
+        degenerate(sc.candidate),
+        -(sc.score + adjustment(offsets, sc.candidate.finished, sc.candidate.completion_tokens)),
+        sc.candidate.index,
+    ))[:n]
 
 
 class _Seen:
