@@ -31,7 +31,7 @@ PRESETS = {
 
 
 def texts_for_bench(count: int) -> list[str]:
-    from service.reward.train import SHIPPED_PAIRS, read_pairs
+    from service.reward.pairs import SHIPPED_PAIRS, read_pairs
 
     pairs = read_pairs(SHIPPED_PAIRS)
     texts = [t for p in pairs for t in (p.chosen, p.rejected)]

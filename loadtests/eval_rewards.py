@@ -9,7 +9,7 @@ Each pair is scored the way POST /v1/rewards scores two completions: one call
 with [chosen, rejected]. A pair counts as right when chosen scores strictly
 higher: ties are wrong. The baselines on the same pairs: "shorter wins" (fewer
 words) and "fewer characters wins". `--split heldout` keeps only the prompts
-that training holds out (service.reward.train.is_held_out), `all` every pair.
+that training holds out (service.reward.pairs.is_held_out), `all` every pair.
 
 `--lamp PATH` scores human judgements instead (service/reward/lamp.py): the
 validation side of LAMP's lamp-R split (paragraph pairs of one source, the higher
@@ -30,7 +30,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from loadtests.report import write_csv
-from service.reward.train import HARD_PAIRS, HOLDOUT
+from service.reward.pairs import HARD_PAIRS, HOLDOUT
 
 
 
@@ -129,7 +129,7 @@ def print_table(title: str, rows_out: list[dict]) -> None:
 def main(argv: list[str] | None = None) -> int:
     from service.config import default_reward_models, load_serve_file
     from service.reward import make_reward_models
-    from service.reward.train import is_held_out
+    from service.reward.pairs import is_held_out
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pairs", nargs="*", type=Path, default=HARD_PAIRS)

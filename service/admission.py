@@ -13,7 +13,8 @@ admitted, from what answered requests measured:
   (most stop early, at end of text or pruned);
 - the scoring time, already kept back in the plan's budget (`generate_by`).
 
-It then takes the most candidates (from the adaptive best_of down to the floor)
+It then takes the most candidates (from the plan's, already lowered by adaptive
+best_of while the generator is saturated, down to the floor)
 that still finish by the request's `generate_by`. If not even the floor does,
 the request is refused with 503 and a Retry-After predicted from when the
 admitted requests will have finished. A request that would not fit even on an
@@ -31,16 +32,16 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from service import metrics
 from service.config import AdmissionConfig
 from service.errors import Overloaded, retry_after
+from service.plan import RerankPlan, Ticket
 
 if TYPE_CHECKING:
     from service.selection import Selection
-    from service.serving import RerankPlan
 
 
 # Answers are assumed to use at least this share of max_tokens, however short the
@@ -118,32 +119,29 @@ class Capacity:
         return predicted <= window_s
 
     @contextlib.contextmanager
-    def reserve(self, plan: RerankPlan, engine_load: int = 0) -> Iterator[RerankPlan]:
+    def reserve(self, plan: RerankPlan, engine_load: int = 0) -> Iterator[Ticket]:
         """Put `plan` on the books for the duration of the block, with as many of its
-        candidates as can finish in time; raises Overloaded (503) when not even the
-        floor can while an idle engine could."""
+        candidates as can finish in time (the ticket says how many); raises Overloaded
+        (503) when not even the floor can while an idle engine could."""
         now = self.clock()
         running = max(self.candidates, engine_load)
         window_s = plan.budget.generate_by.at - now
-        floor = min(plan.effective_best_of, plan.floor)
-        asked = plan.effective_best_of
-        chosen = asked
+        floor = min(plan.candidates, plan.floor)
+        chosen = plan.candidates
         if self.config.enabled:
-            chosen = next((k for k in range(asked, floor - 1, -1)
+            chosen = next((k for k in range(plan.candidates, floor - 1, -1)
                            if self.fits(k, running, plan.max_tokens, window_s)), None)
             if chosen is None:
                 if running and self.fits(floor, 0, plan.max_tokens, window_s):
                     metrics.REFUSED.labels("capacity").inc()
                     raise self.refusal(floor, plan.max_tokens, plan.budget.generate_by.at - plan.budget.arrived, now)
-                chosen = asked  # too tight even for an idle engine: the client's budget, not our load
-            elif chosen < asked:
-                metrics.ADAPTIVE_REDUCTIONS.inc()
+                chosen = plan.candidates  # too tight even for an idle engine: the client's budget, not our load
         predicted = self.predict_s(running + chosen, plan.max_tokens)
         end = plan.budget.answer_by.at if predicted is None else min(plan.budget.answer_by.at, now + predicted)
         entry = Admitted(chosen, end)
         self.admitted.append(entry)
         try:
-            yield replace(plan, effective_best_of=chosen, concurrency=running + chosen)
+            yield Ticket(candidates=chosen, concurrency=running + chosen)
         finally:
             self.admitted.remove(entry)
 
@@ -170,7 +168,8 @@ class Capacity:
         longest = max((sc.candidate.completion_tokens for sc in selection.scored), default=0)
         if longest <= 0 or selection.generate_s <= 0:
             return
-        concurrency = (plan.concurrency + max(self.candidates, plan.effective_best_of)) / 2
+        at_start = plan.ticket.concurrency if plan.ticket else plan.effective_best_of
+        concurrency = (at_start + max(self.candidates, plan.effective_best_of)) / 2
         self.speed.observe(concurrency, longest / selection.generate_s)
         if not selection.stopped_early:  # a deadline cut says nothing about how long answers run
             share = min(1.0, longest / plan.max_tokens)

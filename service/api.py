@@ -24,8 +24,9 @@ from service.errors import APIError, InternalError, NotFound, PayloadTooLarge
 from service.gate import AdmissionGate, error_response
 from service.protocol import ChatCompletionRequest, CompletionRequest, RerankRequest, RewardsRequest, reject
 from service.responses import CHAT, COMPLETION, EventStream, ResponseShape, batch_body, response_body
+from service.plan import RerankPlan
 from service.selection import Commit, Piece, Selection
-from service.serving import RerankPlan, Reranker
+from service.serving import Reranker
 from service.tracing import RequestTracer
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ class Routes:
             raise
         out = EventStream(shape, self.generator.model_name, bool((req.stream_options or {}).get("include_usage")))
         if isinstance(first, Commit):
-            policy = "leader" if first.info.at_tokens > 0 else "single"  # single: nothing to choose
+            policy = "leader" if first.at_tokens > 0 else "single"  # single: nothing to choose
         else:
             policy = "select"
 

@@ -78,7 +78,7 @@ def unwrapping_ray_errors():
 
 class GeneratorServer:
     async def __init__(self, config: GeneratorConfig, scorer: DeploymentHandle):
-        node_metrics.serve_node_metrics()
+        node_metrics.serve_node_metrics(metrics.node_registry)
         # Requests that prune have their partial texts judged by the scorer deployment.
         self.generator = make_generator(config, judge=ScorerCatalog(scorer))
         await self.generator.start()
@@ -123,7 +123,7 @@ class ScorerServer:
     restarts nothing else (Ray Serve's lightweight update)."""
 
     def __init__(self, scorer: ScorerConfig):
-        node_metrics.serve_node_metrics()
+        node_metrics.serve_node_metrics(metrics.node_registry)
         self.models: dict[str, RewardModel] = {}
         self.default = ""
         self.score_jobs.set_max_batch_size(scorer.max_batch_size)
@@ -328,7 +328,7 @@ class Ingress:
     ):
         from service.api import create_api
 
-        node_metrics.serve_node_metrics()
+        node_metrics.serve_node_metrics(metrics.node_registry)
         config = parse_config(config_args)
         remote_generator = RemoteGenerator(generator, await generator.info.remote())
         # One ledger for every ingress replica: per-replica counters would multiply each caller's limits.

@@ -2,9 +2,9 @@
 
 The client asks for an answer within `budget_ms` of arrival. From that one
 number come the client's deadline, the time selection aims to be done (the
-answer still has to travel back through Ray and HTTP), the time generation
-stops (what is at hand still has to be scored), and the time a stuck call is
-given up. Each is written here once; nothing else does deadline arithmetic.
+answer still has to travel back through Ray and HTTP) and the time generation
+stops (what is at hand still has to be scored); a stuck call is given up at the
+client's deadline. Each is written here once; nothing else does deadline arithmetic.
 """
 
 from __future__ import annotations
@@ -22,10 +22,9 @@ MAX_RESERVE_SHARE = 0.25
 class Budget:
     arrived: float  # wall clock, seconds: when prune first saw the request
     budget_ms: int
-    answer_by: Deadline  # the client's deadline
+    answer_by: Deadline  # the client's deadline; a call still running then fails the request (a 504 leaves on time)
     select_by: Deadline  # selection is done, so the answer reaches the client by answer_by
     generate_by: Deadline  # unfinished candidates are aborted, so the texts at hand are scored by select_by
-    give_up_by: Deadline  # a call still running here fails the request: a 504 leaves at the deadline, not after
 
     @classmethod
     def starting(cls, arrived: float, budget_ms: int, *, response_margin_s: float, scoring_reserve_s: float) -> Budget:
@@ -45,7 +44,6 @@ class Budget:
             answer_by=Deadline(answer_by),
             select_by=Deadline(select_by),
             generate_by=Deadline(generate_by),
-            give_up_by=Deadline(answer_by),
         )
 
     @property

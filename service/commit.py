@@ -4,7 +4,7 @@ A stream cannot show text before it knows which candidate it shows. Waiting for
 selection makes the first byte as late as the last (a best-of-8 stream of 128
 tokens showed nothing for its whole 5-10 s). Instead, when every running
 candidate has `at_tokens` tokens, their partial texts (and any finished ones)
-are judged in one reward call; the best `keep` (the request's n) become the
+are judged in one reward call; the best `leaders` (the request's n) become the
 leaders, every other candidate is aborted in the engine, and the leaders' text
 is streamed from then on as the engine makes it. With no more candidates than
 choices there is nothing to choose: the stream commits at once and runs token by
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from service.errors import APIError
-from service.partials import PartialOffsets, adjustment
+from service.ranking import Ranking
 from service.reward.catalog import RewardCatalog
 from service.types import Prompt
 
@@ -38,19 +38,18 @@ NEVER = 2**31
 
 @dataclass(frozen=True)
 class CommitPlan:
-    """At `at_tokens`, keep the `keep` best candidates by `reward_model` (a name: the
-    judge holds the model) and stream them; plain data, so it crosses to the
-    generator's process as it is."""
+    """At `at_tokens`, keep the `leaders` best candidates by `reward_model` (a name: the
+    judge holds the model), ranked by `ranking`, and stream them; plain data, so it
+    crosses to the generator's process as it is."""
 
     at_tokens: int
-    keep: int
+    leaders: int
     reward_model: str
-    offsets: PartialOffsets | None = None  # the reward model's overrating of cut texts
-    min_chars: int = 1  # a leader is not degenerate while another is not
+    ranking: Ranking = Ranking()  # texts still growing: no JSON check
 
     def __post_init__(self):
-        if self.at_tokens < 1 or self.keep < 1:
-            raise ValueError("at_tokens and keep must be at least 1")
+        if self.at_tokens < 1 or self.leaders < 1:
+            raise ValueError("at_tokens and leaders must be at least 1")
 
     def chooser(self, judge: RewardCatalog | None, prompt: Prompt) -> ChooseLeaders:
         if judge is None:
@@ -66,14 +65,8 @@ class CommitPlan:
                 if not exc.unavailable:
                     raise
                 return None  # the judge is away: no commit; selection decides at the end, as buffered
-            ranked = sorted(
-                zip(field, scores),
-                key=lambda entry: (
-                    len(entry[0][1].strip()) < self.min_chars,  # degenerate last
-                    -(entry[1] + adjustment(self.offsets, entry[0][3], entry[0][2])),
-                    entry[0][0],  # ties: the earlier candidate
-                ),
-            )[: self.keep]
+            ranked = sorted(zip(field, scores), key=lambda entry: self.ranking.key(
+                entry[0][0], entry[0][1], entry[1], finished=entry[0][3], tokens=entry[0][2]))[: self.leaders]
             return [entry[0][0] for entry in ranked], [float(entry[1]) for entry in ranked]
 
         return choose

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from service.lexicon import BAN_WORDS
 from service.types import check_checkpoints
 
 
@@ -185,6 +186,9 @@ RewardConfig = Annotated[
 # --- deployments and limits -------------------------------------------------
 
 
+RAY_METRICS_INTERVAL_S = 10.0  # Ray Serve's default interval of autoscaling metrics
+
+
 class AutoscalingConfig(Strict):
     """Ray Serve's autoscaling of one deployment: replicas follow the calls each one holds."""
 
@@ -208,6 +212,10 @@ class AutoscalingConfig(Strict):
             raise ValueError("min_replicas must not exceed max_replicas")
         if self.initial_replicas is not None and not self.min_replicas <= self.initial_replicas <= self.max_replicas:
             raise ValueError("initial_replicas must lie between min_replicas and max_replicas")
+        interval = self.metrics_interval_s or RAY_METRICS_INTERVAL_S
+        if self.look_back_period_s <= interval:  # Ray Serve warns now and will refuse it later
+            raise ValueError(f"look_back_period_s ({self.look_back_period_s}) must exceed the metrics interval "
+                             f"({interval} s): the replicas' load is averaged over at least one report")
         return self
 
 
@@ -357,7 +365,7 @@ class BanListConfig(Strict):
     banned at the source, so the reward model chooses among what is left."""
 
     lexicon: Literal["slop"] | None = Field(
-        None, description="slop: the slop reward's 30 commonest single-word tells (service/reward/slop.py BAN_WORDS)."
+        None, description="slop: the slop reward's 30 commonest single-word tells (service/lexicon.py BAN_WORDS)."
     )
     words: list[str] = Field(default_factory=list, description="More words or phrases to ban.")
     _resolved: tuple[str, ...] | None = PrivateAttr(None)
@@ -376,8 +384,6 @@ class BanListConfig(Strict):
     def _resolve(self) -> tuple[str, ...]:
         words = list(self.words)
         if self.lexicon == "slop":
-            from service.reward.slop import BAN_WORDS
-
             words += BAN_WORDS
         # Each as written and capitalised (a sentence may start with it); vLLM bans the token sequences.
         return tuple(dict.fromkeys(form for w in words if w.strip() for form in (w, w[:1].upper() + w[1:])))

@@ -24,7 +24,10 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 log = logging.getLogger(__name__)
 
@@ -66,22 +69,22 @@ def bind_node_folder() -> str | None:
     return str(folder)
 
 
-def serve_node_metrics() -> None:
-    """Called by every replica: serve this node's metrics if no other process does
-    (now or once the one that does dies). Returns at once; a daemon thread waits."""
+def serve_node_metrics(registry: Callable[[], CollectorRegistry]) -> None:
+    """Called by every replica: serve this node's metrics (`registry`, service.metrics's
+    node_registry) if no other process does (now or once the one that does dies).
+    Returns at once; a daemon thread waits."""
     global _started
     folder, node = os.environ.get("PROMETHEUS_MULTIPROC_DIR"), _ray_node()
     if _started or not folder or node is None or not os.environ.get(PORT_ENV):
         return
     _started = True
-    threading.Thread(target=_serve_when_elected, args=(Path(folder), int(os.environ[PORT_ENV]), *node),
+    threading.Thread(target=_serve_when_elected, args=(registry, Path(folder), int(os.environ[PORT_ENV]), *node),
                      daemon=True, name="prune-node-metrics").start()
 
 
-def _serve_when_elected(folder: Path, port: int, node_id: str, node_ip: str) -> None:
+def _serve_when_elected(node_registry: Callable[[], CollectorRegistry], folder: Path, port: int, node_id: str,
+                        node_ip: str) -> None:
     from prometheus_client import start_http_server
-
-    from service.metrics import node_registry
 
     lock = open(folder / "exporter.lock", "a+")  # held (never closed) for the life of this process
     while True:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from service.errors import APIError
+from service.ranking import Ranking
 from service.reward.catalog import RewardCatalog
 from service.types import Prompt, check_checkpoints
 
@@ -29,28 +30,30 @@ ChooseVictims = Callable[[dict[int, str], int], Awaitable[list[int]]]
 @dataclass(frozen=True)
 class PruningPlan:
     """When every running candidate has `checkpoints[k]` tokens, score their
-    partial texts with `reward_model` and abort the lowest `fraction` of them;
+    partial texts with `reward_model` and abort the lowest-ranked `fraction` of them;
     then the same at the next checkpoint. Finished plus running candidates never
-    drop below `keep_at_least`."""
+    drop below `floor`."""
 
     checkpoints: tuple[int, ...]
     fraction: float
-    keep_at_least: int
+    floor: int
     reward_model: str  # a name: the judge holds the model
+    # Texts still growing (no JSON check); all cut at about one length, so no offsets either.
+    ranking: Ranking = Ranking()
 
     def __post_init__(self):
         check_checkpoints(self.checkpoints)
         if not 0 < self.fraction < 1:
             raise ValueError("fraction must be between 0 and 1")
-        if self.keep_at_least < 1:
-            raise ValueError("keep_at_least must be at least 1")
+        if self.floor < 1:
+            raise ValueError("floor must be at least 1")
 
     def chooser(self, judge: RewardCatalog | None, prompt: Prompt) -> ChooseVictims:
         if judge is None:
             raise RuntimeError("this generator was built without a judge: it cannot prune")
 
         async def choose(partials: dict[int, str], finished: int) -> list[int]:
-            count = victim_count(len(partials), finished, self.fraction, self.keep_at_least)
+            count = victim_count(len(partials), finished, self.fraction, self.floor)
             if count == 0:
                 return []
             order = sorted(partials)
@@ -61,14 +64,15 @@ class PruningPlan:
                 if not exc.unavailable:
                     raise
                 return []  # a judge that is unavailable prunes nobody: the request goes on whole
-            # Lowest reward goes first; among equals the later candidate goes first.
-            ranked = sorted(zip(scores.values, order), key=lambda pair: (pair[0], -pair[1]))
-            return [i for _, i in ranked[:count]]
+            # The last of the ranking go: the degenerate, the lowest reward, among equals the later candidate.
+            score = dict(zip(order, scores.values))
+            ranked = sorted(order, key=lambda i: self.ranking.key(i, partials[i], score[i]))
+            return ranked[::-1][:count]
 
         return choose
 
 
-def victim_count(running: int, finished: int, fraction: float, keep_at_least: int) -> int:
+def victim_count(running: int, finished: int, fraction: float, floor: int) -> int:
     """How many of the running candidates to abort at a checkpoint."""
-    room = running + finished - keep_at_least
+    room = running + finished - floor
     return max(0, min(int(running * fraction), room))

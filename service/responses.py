@@ -14,7 +14,7 @@ from typing import Any
 
 from service.protocol import CandidateReport, CommitReport, Reranking, Usage, new_id, now
 from service.selection import Selection
-from service.serving import RerankPlan
+from service.plan import RerankPlan
 from service.tracing import timings
 from service.types import Candidate
 

@@ -14,21 +14,18 @@ are deterministic for a given set of candidates.
 from __future__ import annotations
 
 import asyncio
-import functools
-import json
 import statistics
 import time
 from dataclasses import dataclass
-from typing import AsyncIterator, Callable, NamedTuple
+from typing import AsyncIterator, NamedTuple
 
 from service.budget import Budget
-from service.commit import CommitPlan
 from service.errors import APIError, BudgetExhausted
 from service.generator.base import Generator
-from service.partials import PartialOffsets, adjustment
-from service.pruning import PruningPlan
+from service.plan import RerankPlan
+from service.ranking import Ranking
 from service.reward.base import RewardModel
-from service.types import Candidate, Committed, Deadline, Delta, Prompt, SamplingSpec, Scores, concat
+from service.types import Candidate, Committed, Deadline, Delta, Prompt, Scores, concat
 
 
 @dataclass(frozen=True)
@@ -57,7 +54,7 @@ class Selection:
     generate_s: float  # until the last candidate arrived
     score_calls: tuple[ScoreCall, ...]  # the request's reward model's calls, in order
     degraded: str | None = None  # the fallback reward scored instead, and why
-    commit: CommitInfo | None = None  # a stream that committed to its leaders early
+    commit: Commit | None = None  # a stream that committed to its leaders early
     candidates: tuple[Candidate, ...] = ()  # every candidate as it ended, pruned and unscored ones included
     started: float = 0.0  # wall clock: selection started (the candidates were asked for)
     selected: float = 0.0  # wall clock: the answer was chosen
@@ -184,21 +181,15 @@ def out_of_time(message: str) -> BudgetExhausted:
 
 
 @dataclass(frozen=True)
-class CommitInfo:
-    """When and how a stream committed to its leaders (see service.commit)."""
+class Commit:
+    """A stream committed to its leaders (service.commit): the stream event after which
+    their text follows as Pieces, and the account of it on the Selection."""
 
+    choices: int
     at_tokens: int  # 0: nothing to choose, streamed from the first token
     at_ms: float  # since the request arrived
     candidates_alive: int  # running or finished when it committed
     leader_scores: tuple[float, ...]  # the leaders' partial rewards at the commit point (none at 0 tokens)
-
-
-@dataclass(frozen=True)
-class Commit:
-    """Stream event: the choices are decided; their text follows as Pieces."""
-
-    choices: int
-    info: CommitInfo
 
 
 @dataclass(frozen=True)
@@ -222,97 +213,65 @@ async def until(stream: AsyncIterator, deadline: Deadline) -> AsyncIterator:
         yield event
 
 
-def parses_as_json(text: str) -> bool:
-    try:
-        json.loads(text)
-    except ValueError:
-        return False
-    return True
-
-
 def new_text(sent: str, text: str) -> str:
     """What `text` adds to what was sent (nothing if it does not extend it: sent text cannot be taken back)."""
     return text[len(sent):] if text.startswith(sent) else ""
 
 
 async def rerank(
-    generator: Generator,
-    reward: RewardModel,
-    prompt: Prompt,
-    sampling: SamplingSpec,
-    *,
-    best_of: int,
-    n: int,
-    budget: Budget,
-    pruning: PruningPlan | None = None,
-    commit: CommitPlan | None = None,
-    fallback: RewardModel | None = None,
-    min_chars: int = 1,
-    offsets: PartialOffsets | None = None,
+    generator: Generator, reward: RewardModel, plan: RerankPlan, fallback: RewardModel | None = None,
 ) -> AsyncIterator[Commit | Piece | Selection]:
-    """Pick the n best of best_of candidates within the budget; the last event is the
-    `Selection`. With `commit` (a stream), a `Commit` comes as soon as the generator
-    committed to its leaders, then their text as `Piece`s: the Selection's choices.
+    """Pick the plan's n best of its candidates within its budget; the last event is
+    the `Selection`. With a commit plan (a stream), a `Commit` comes as soon as the
+    generator committed to its leaders, then their text as `Piece`s: the Selection's
+    choices.
 
     Generation stops at `budget.generate_by`, leaving time to score the texts at
     hand; if the last scoring call still runs at `budget.select_by`, the best
     candidate scored by then is the answer. Raises BudgetExhausted (the one place
-    a 504 is decided) when nothing is scored by `budget.give_up_by` (the client's
+    a 504 is decided) when nothing is scored by `budget.answer_by` (the client's
     deadline). With a `fallback` reward, an unavailable or stuck reward model
     degrades the scoring instead (see `_Scorer`).
 
-    Partial texts (cut by the deadline) compete with finished ones, their reward
-    adjusted by `offsets` (service.partials); pruned ones only if nothing else has
-    text. A degenerate candidate (`is_degenerate`) never wins while one that is not
-    was produced, finished or not.
+    Partial texts (cut by the deadline) compete with finished ones, ranked by the
+    plan's rule (service.ranking); pruned ones only if nothing else has text. A
+    degenerate candidate never wins while one that is not was produced, finished or not.
     """
-
-    degenerate = functools.partial(is_degenerate, wants_json=sampling.wants_json, min_chars=min_chars)
-    if not 1 <= n <= best_of:
-        raise ValueError(f"need 1 <= n <= best_of, got n={n}, best_of={best_of}")
+    budget, ranking = plan.budget, plan.ranking
+    if not 1 <= plan.n <= plan.effective_best_of:
+        raise ValueError(f"need 1 <= n <= best_of, got n={plan.n}, best_of={plan.effective_best_of}")
     if budget.generate_by.remaining() <= 0:  # it waited too long to be started: no candidate for nobody
         raise out_of_time("the latency budget ran out before generation could start")
     started, started_at = time.perf_counter(), time.time()
-    scorer = _Scorer(reward, prompt, fallback)
+    scorer = _Scorer(reward, plan.prompt, fallback)
     seen = _Seen(budget)
-    stream = generator.generate(prompt, sampling, best_of, budget.generate_by, pruning, commit)
+    stream = generator.generate(plan.prompt, plan.sampling, plan.effective_best_of, budget.generate_by,
+                                plan.pruning, plan.commit)
     try:
-        async for event in until(stream, budget.give_up_by):
+        async for event in until(stream, budget.answer_by):
             for passed_on in seen.take(event, scorer):
                 yield passed_on
         generate_s = time.perf_counter() - started
         if seen.committed is not None and not seen.sent:  # committed, but no text came: answered as if it never had
-            seen.committed = seen.info = None
+            seen.committed = seen.commit = None
         if seen.committed is not None:  # the leaders are the answer; their rewards are for the account
             chosen = await _score_leaders(scorer, seen.leaders_final(), seen.committed.scores, budget)
         else:
-            await _score_partials(scorer, list(seen.candidates.values()), budget, degenerate)
+            await _score_partials(scorer, list(seen.candidates.values()), budget, ranking)
     finally:
         scorer.cancel()  # client gone, a failure or the deadline: no scoring for nobody
         await stream.aclose()
     if seen.committed is None:
         if not scorer.batches:
             raise out_of_time("the latency budget ran out before any candidate produced text")
-        chosen = best(scorer.scored, n, degenerate, offsets)
+        chosen = best(scorer.scored, plan.n, ranking)
     yield seen.selection(chosen, scorer, generate_s, started_at)
 
 
-def is_degenerate(candidate: Candidate, wants_json: bool, min_chars: int) -> bool:
-    """Fewer than `min_chars` characters besides whitespace (empty, a stray token), or,
-    when JSON was asked for, text that does not parse (cut short: the grammar's promise broken)."""
-    if wants_json and not parses_as_json(candidate.text):
-        return True
-    return len(candidate.text.strip()) < min_chars
-
-
-def best(scored: list[ScoredCandidate], n: int, degenerate: Callable[[Candidate], bool],
-         offsets: PartialOffsets | None) -> list[ScoredCandidate]:
-    """The n best: degenerate last, then by reward (cut texts' adjusted), then the earlier candidate."""
-    return sorted(scored, key=lambda sc: (
-        degenerate(sc.candidate),
-        -(sc.score + adjustment(offsets, sc.candidate.finished, sc.candidate.completion_tokens)),
-        sc.candidate.index,
-    ))[:n]
+def best(scored: list[ScoredCandidate], n: int, ranking: Ranking) -> list[ScoredCandidate]:
+    """The n best, by the ranking rule."""
+    return sorted(scored, key=lambda sc: ranking.key(sc.candidate.index, sc.candidate.text, sc.score,
+                                                      sc.candidate.finished, sc.candidate.completion_tokens))[:n]
 
 
 class _Seen:
@@ -322,14 +281,15 @@ class _Seen:
     def __init__(self, budget: Budget) -> None:
         self.budget = budget
         self.candidates: dict[int, Candidate] = {}  # by index, the latest word on each
-        self.committed: Committed | None = None
-        self.info: CommitInfo | None = None
+        self.committed: Committed | None = None  # the generator's word
+        self.commit: Commit | None = None  # the stream's, once its first text is passed on
         self.sent: dict[int, str] = {}  # a leader's text passed on so far
 
     def take(self, event: Candidate | Committed | Delta, scorer: _Scorer) -> list[Commit | Piece]:
         if isinstance(event, Committed):
             self.committed = event
-            self.info = CommitInfo(event.at_tokens, self.budget.elapsed_ms(time.time()), event.alive, event.scores)
+            self.commit = Commit(len(event.leaders), event.at_tokens, self.budget.elapsed_ms(time.time()),
+                                 event.alive, event.scores)
             leaders = [self.candidates[i] for i in event.leaders if i in self.candidates]  # finished: whole already
         elif isinstance(event, Delta):
             text = self.sent.get(event.index, "") + event.text
@@ -345,7 +305,7 @@ class _Seen:
             if not piece:
                 continue
             if not self.sent:  # the stream begins with its first text: until then a 504 is still possible
-                passed_on.append(Commit(len(self.committed.leaders), self.info))
+                passed_on.append(self.commit)
             self.sent[leader.index] = self.sent.get(leader.index, "") + piece
             passed_on.append(Piece(self.committed.leaders.index(leader.index), piece))
         return passed_on
@@ -369,7 +329,7 @@ class _Seen:
             generate_s=generate_s,
             score_calls=tuple(scorer.calls),
             degraded=scorer.degraded,
-            commit=self.info,
+            commit=self.commit,
             candidates=tuple(sorted(everything, key=lambda c: c.index)),
             started=started,
             selected=time.time(),
@@ -384,7 +344,7 @@ async def _score_leaders(
     commit point, and the account says the scoring was cut."""
     for final in finals:
         scorer.add(final)
-    await scorer.drain(budget.select_by, budget.give_up_by)
+    await scorer.drain(budget.select_by, budget.answer_by)
     by_text = {sc.candidate.text.strip(): sc.score for sc in scorer.scored}
     if any(final.text.strip() not in by_text for final in finals):
         scorer.degraded = scorer.degraded or "scorer_slow"
@@ -392,25 +352,16 @@ async def _score_leaders(
     return [ScoredCandidate(final, by_text.get(final.text.strip(), stand_in[j])) for j, final in enumerate(finals)]
 
 
-async def _score_partials(
-    scorer: _Scorer, candidates: list[Candidate], budget: Budget, degenerate: Callable[[Candidate], bool]
-) -> None:
+async def _score_partials(scorer: _Scorer, candidates: list[Candidate], budget: Budget, ranking: Ranking) -> None:
     """Add the texts the deadline cut short: they compete with the finished ones, fairly.
     The pruned (judged worse already) and the degenerate (near empty) only if nothing
     else has text."""
     partials = sorted((c for c in candidates if not c.finished and c.text.strip()), key=lambda c: c.index)
     for candidate in partials:
-        if not candidate.pruned and not degenerate(candidate):
+        if not candidate.pruned and not ranking.is_degenerate(candidate.text):
             scorer.add(candidate)
-    await scorer.drain(budget.select_by, budget.give_up_by)
-    if all(degenerate(sc.candidate) for sc in scorer.scored):  # nothing worth having: the last resorts
-        for candidate in [c for c in partials if not degenerate(c)] or partials:
+    await scorer.drain(budget.select_by, budget.answer_by)
+    if all(ranking.is_degenerate(sc.candidate.text) for sc in scorer.scored):  # nothing worth having: the last resorts
+        for candidate in [c for c in partials if not ranking.is_degenerate(c.text)] or partials:
             scorer.add(candidate)
-        await scorer.drain(budget.give_up_by, budget.give_up_by)
-
-
-async def best_of_n(*args, **kwargs) -> Selection:
-    """`rerank` without a stream: just its Selection."""
-    async for event in rerank(*args, **kwargs):
-        selection = event
-    return selection
+        await scorer.drain(budget.answer_by, budget.answer_by)

@@ -28,8 +28,12 @@ FRONT_DOORS = {
     # replica's own HTTP server: no Python proxy and no Ray call in front of admission.
     # Throughput mode runs the replica's code on its server's event loop and calls between
     # deployments over gRPC; replicas' logs still reach this console.
+    # A stopping ingress replica stays open 30 s by default, for an outside load balancer to
+    # deregister it (Ctrl-C took 32 s); this HAProxy is Serve's own and is reloaded at once,
+    # so 2 s does. In-flight requests still finish first.
     "haproxy": {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1",
-                "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_LOG_TO_STDERR": "1"},
+                "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_LOG_TO_STDERR": "1",
+                "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"},
     # Ray Serve's Python HTTP proxy, one Ray call away from the ingress.
     "proxy": {},
 }

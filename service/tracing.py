@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from service.config import TracingConfig
     from service.selection import Selection
-    from service.serving import RerankPlan
+    from service.plan import RerankPlan
 
 
 def _ms(seconds: float | None) -> float | None:

@@ -73,7 +73,7 @@ class Generator(ABC):
         """The checkpoints and judges of a request's candidates, for `race_deadline`."""
         choose = pruning.chooser(self.judge, prompt) if pruning else None
         # With no more candidates than leaders nothing is judged (no judge needed).
-        leaders = None if commit is None or n <= commit.keep else commit.chooser(self.judge, prompt)
+        leaders = None if commit is None or n <= commit.leaders else commit.chooser(self.judge, prompt)
         return Judging(schedule(pruning, commit), choose, None if commit is None else (commit, leaders))
 
     async def check_ready(self) -> None:
@@ -192,7 +192,7 @@ async def race_deadline(
     candidates' snapshots are judged and the victims cancelled and yielded as
     pruned partials. With `judging.commit`, at its checkpoint the leaders are chosen, the
     rest cancelled and yielded as pruned partials, `Committed` is yielded, and
-    from then on the running leaders' new text as `Delta`s (no more than `keep`
+    from then on the running leaders' new text as `Delta`s (no more than `leaders`
     candidates: committed at once). At the deadline the unfinished ones are
     cancelled and yielded as partials. Cancelling a run must abort its engine
     request; closing the iterator early cancels everything still running.
@@ -224,7 +224,7 @@ class _Race:
         self.committing = False  # the current checkpoint is the commit point
 
     def start(self) -> list[Committed]:
-        if self.commit is None or len(self.tasks) > self.commit[0].keep:
+        if self.commit is None or len(self.tasks) > self.commit[0].leaders:
             return []
         # Nothing to choose: stream from the first token, and nothing to prune either.
         self.progress.checkpoints = []

@@ -42,12 +42,13 @@ def make_reward_model(config: RewardConfig, encoders=None) -> RewardModel:
     raise TypeError(f"{type(config).__name__} is not built alone (ensembles need make_reward_models)")
 
 
-def make_reward_models(configs: Mapping[str, RewardConfig]) -> dict[str, RewardModel]:
-    """Every configured model by name; ensembles share their members' instances."""
-    from service.reward.encoder import EncoderPool
+def make_reward_models(configs: Mapping[str, RewardConfig], encoders=None) -> dict[str, RewardModel]:
+    """Every configured model by name; ensembles share their members' instances, and
+    models that read one encoder share it (the process's pool unless `encoders` is given)."""
+    from service.reward.encoder import ENCODERS
     from service.reward.ensemble import EnsembleReward
 
-    encoders = EncoderPool()
+    encoders = encoders or ENCODERS
     models = {name: make_reward_model(c, encoders) for name, c in configs.items()
               if not isinstance(c, EnsembleRewardConfig)}
     for name, config in configs.items():

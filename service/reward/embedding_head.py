@@ -153,10 +153,10 @@ class EmbeddingHeadReward(DeviceRewardModel):
     kind = "embedding-head"
 
     def __init__(self, config: EmbeddingHeadRewardConfig, encoders=None):
-        from service.reward.encoder import EncoderPool
+        from service.reward.encoder import ENCODERS
 
         self.config = config
-        self.encoders = encoders or EncoderPool()
+        self.encoders = encoders or ENCODERS
         self.encoder = None
         self.head = None
         self.meta: dict = {}

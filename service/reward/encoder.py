@@ -69,12 +69,15 @@ class SentenceEncoder:
         return torch.stack([rows[t] for t in texts])
 
     def _encode(self, texts: Sequence[str], batch_size: int):
+        """Batches of texts of similar length (shortest first), so little of a batch is padding;
+        the rows come back in the order of `texts`."""
         torch = self._torch
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = []
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
                 batch = self.tokenizer(
-                    list(texts[start : start + batch_size]),
+                    [texts[i] for i in order[start : start + batch_size]],
                     padding=True,
                     truncation=True,
                     max_length=self.max_length,
@@ -84,7 +87,8 @@ class SentenceEncoder:
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 out.append(torch.nn.functional.normalize(pooled, dim=-1).float().cpu())
-        return torch.cat(out)
+        rows = torch.cat(out)
+        return rows[torch.argsort(torch.tensor(order))]
 
 
 class EncoderPool:
@@ -100,3 +104,8 @@ class EncoderPool:
             if key not in self.encoders:
                 self.encoders[key] = SentenceEncoder(name, key[1])
             return self.encoders[key]
+
+
+# One per process: every reward model and training run that reads the same encoder on the
+# same device shares it, so it is loaded once (a service reloading its catalog, a test session).
+ENCODERS = EncoderPool()

@@ -66,7 +66,7 @@ class Standardised:
 
 def reference_batch(count: int = REFERENCE_TEXTS) -> list[tuple[Prompt, list[str]]]:
     """The shipped preference texts, good and bad alike, each with its prompt."""
-    from service.reward.train import SHIPPED_PAIRS, read_pairs
+    from service.reward.pairs import SHIPPED_PAIRS, read_pairs
 
     pairs = read_pairs(SHIPPED_PAIRS)[: count // 2]
     return [(Prompt(text=p.prompt), [p.chosen, p.rejected]) for p in pairs]

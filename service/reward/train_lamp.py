@@ -106,7 +106,7 @@ def pair_accuracy(score: dict[str, float], pairs) -> float:
 def own_training_pairs(paths: list[Path]) -> list[lamp.Judged]:
     """Pairs files' pairs of the prompts `python -m service.reward.train` trains on (not held out).
     Their source is the file's name, or "hard" for the shipped hard pairs (one set in the ensemble fit)."""
-    from service.reward.train import HARD_PAIRS, HOLDOUT, is_held_out, read_pairs
+    from service.reward.pairs import HARD_PAIRS, HOLDOUT, is_held_out, read_pairs
 
     return [lamp.Judged(p.chosen, p.rejected, "hard" if path in HARD_PAIRS else path.stem, p.prompt)
             for path in paths for p in read_pairs(path) if not is_held_out(p.prompt, HOLDOUT)]
@@ -132,10 +132,10 @@ def train_human_head(split: LampSplit, own: list[lamp.Judged], *, encoder_name: 
     what it was fit on (for the ensemble's out-of-fold scores)."""
     import torch
 
-    from service.reward.encoder import SentenceEncoder
+    from service.reward.encoder import ENCODERS
 
     started = time.time()
-    encoder = SentenceEncoder(encoder_name, "auto")
+    encoder = ENCODERS.get(encoder_name, "auto")
     texts = sorted({r.text for r in split.train + split.val}
                    | {t for p in split.cross + own for t in (p.chosen, p.rejected)})
     row = {t: i for i, t in enumerate(texts)}

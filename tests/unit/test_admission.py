@@ -1,6 +1,7 @@
 """Deadline-aware admission, on a fake clock: what it takes on, what it refuses, and when it says to retry."""
 
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -9,7 +10,7 @@ from service.budget import Budget
 from service.config import AdmissionConfig
 from service.errors import Overloaded, retry_after
 from service.selection import ScoredCandidate, Selection
-from service.serving import RerankPlan
+from service.plan import RerankPlan, Ticket
 from service.types import Candidate, Prompt, SamplingSpec
 
 NOW = 1_000.0
@@ -17,7 +18,7 @@ NOW = 1_000.0
 
 def plan(best_of=4, max_tokens=64, budget_ms=10_000, floor=1, arrived=NOW) -> RerankPlan:
     return RerankPlan(
-        reward_model="fake", best_of=best_of, effective_best_of=best_of, n=1,
+        reward_model="fake", best_of=best_of, candidates=best_of, n=1,
         prompt=Prompt(text="Hi", max_tokens=max_tokens), sampling=SamplingSpec(max_tokens=max_tokens),
         budget=Budget.starting(arrived, budget_ms, response_margin_s=0, scoring_reserve_s=0),
         pruning=None, floor=floor,
@@ -53,7 +54,7 @@ def test_decode_speed_predicts_unmeasured_levels_on_the_safe_side():
 def test_an_idle_engine_takes_everything_on_as_asked():
     cap = capacity({8: 8.0})  # 64 tokens at 8 tokens/s: 8 s, inside a 10 s budget
     with cap.reserve(plan(best_of=8)) as admitted:
-        assert admitted.effective_best_of == 8 and admitted.concurrency == 8
+        assert admitted == Ticket(candidates=8, concurrency=8)
         assert cap.candidates == 8
     assert cap.candidates == 0  # off the books when the block ends
 
@@ -63,7 +64,7 @@ def test_under_load_it_takes_fewer_candidates_before_refusing():
     with cap.reserve(plan(best_of=4)):
         # 4 running; 4 more make 8: 8 tokens/s each, 8 s for 64 tokens > 6.5 s. 2 more make 6: 6 s fits.
         with cap.reserve(plan(best_of=4, budget_ms=6500)) as second:
-            assert second.effective_best_of == 2 and second.concurrency == 6
+            assert second == Ticket(candidates=2, concurrency=6)
 
 
 def test_a_request_that_cannot_finish_in_time_is_refused_with_the_predicted_retry_after():
@@ -97,14 +98,14 @@ def test_a_budget_too_tight_even_for_an_idle_engine_is_taken_on_not_refused():
     cap = capacity({1: 8.0})  # 64 tokens need 8 s alone; the client gave 2 s
     with cap.reserve(plan(best_of=4)):
         with cap.reserve(plan(best_of=2, budget_ms=2000)) as admitted:  # anytime selection does what it can
-            assert admitted.effective_best_of == 2
+            assert admitted.candidates == 2
 
 
 def test_disabled_admission_takes_everything_on():
     cap = capacity({1: 1.0}, enabled=False)
     with cap.reserve(plan(best_of=8)):
         with cap.reserve(plan(best_of=8)) as admitted:
-            assert admitted.effective_best_of == 8
+            assert admitted.candidates == 8
 
 
 def test_before_anything_is_measured_the_saturation_point_bounds_the_load():
@@ -117,16 +118,16 @@ def test_before_anything_is_measured_the_saturation_point_bounds_the_load():
     cap.saturation_candidates = 0  # and without one, nothing is refused blind
     with cap.reserve(plan(best_of=8)):
         with cap.reserve(plan(best_of=8)) as admitted:
-            assert admitted.effective_best_of == 8
+            assert admitted.candidates == 8
 
 
 def test_answers_teach_the_speed_and_how_much_of_max_tokens_answers_use():
     cap = capacity({})
     p = plan(best_of=2, max_tokens=64)
-    with cap.reserve(p) as admitted:
-        cap.observe(admitted, answered(tokens=32, seconds=4.0))
+    with cap.reserve(p) as ticket:
+        cap.observe(replace(p, ticket=ticket), answered(tokens=32, seconds=4.0))
     assert cap.speed.at(2) == pytest.approx(8.0)
     assert cap.fill == pytest.approx(1.0 - 0.3 * 0.5)  # half of max_tokens used, a moving average
-    with cap.reserve(p) as admitted:
-        cap.observe(admitted, answered(tokens=8, seconds=4.0, stopped_early=True))
+    with cap.reserve(p) as ticket:
+        cap.observe(replace(p, ticket=ticket), answered(tokens=8, seconds=4.0, stopped_early=True))
     assert cap.fill == pytest.approx(0.85)  # a deadline cut says nothing about answer length

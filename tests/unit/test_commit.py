@@ -14,8 +14,9 @@ from service.generator.fake import FakeGenerator
 from service.partials import PartialOffsets
 from service.reward.catalog import StaticCatalog
 from service.reward.fake import FakeReward
-from service.selection import Commit, Piece, Selection, best_of_n, rerank
+from service.selection import Commit, Piece, Selection
 from service.types import Prompt, SamplingSpec
+from tests.selecting import best_of_n, rerank_events
 
 PROMPT = Prompt(text="Tell me something.")
 # The fake reward is a text's length: at 2 tokens candidate 1 leads ("longword another").
@@ -36,8 +37,8 @@ def stream(gen, *, best_of=3, n=1, commit=None, ms=5000, max_tokens=32, offsets=
     """Every event of one request; `on_event(event, gen)` sees each as it comes."""
     async def collect():
         events = []
-        async for event in rerank(gen, FakeReward(FakeRewardConfig()), PROMPT, SamplingSpec(max_tokens=max_tokens),
-                                  best_of=best_of, n=n, budget=budget(ms), commit=commit, offsets=offsets):
+        async for event in rerank_events(gen, FakeReward(FakeRewardConfig()), PROMPT, SamplingSpec(max_tokens=max_tokens),
+                                         best_of=best_of, n=n, budget=budget(ms), commit=commit, offsets=offsets):
             if on_event:
                 on_event(event, gen)
             events.append(event)
@@ -46,8 +47,8 @@ def stream(gen, *, best_of=3, n=1, commit=None, ms=5000, max_tokens=32, offsets=
     return asyncio.run(collect())
 
 
-def leader(at_tokens=2, keep=1):
-    return CommitPlan(at_tokens=at_tokens, keep=keep, reward_model="fake")
+def leader(at_tokens=2, leaders=1):
+    return CommitPlan(at_tokens=at_tokens, leaders=leaders, reward_model="fake")
 
 
 def test_a_stream_commits_to_the_leader_aborts_the_rest_and_streams_its_text_as_it_is_made():
@@ -61,15 +62,15 @@ def test_a_stream_commits_to_the_leader_aborts_the_rest_and_streams_its_text_as_
     events = stream(gen, commit=leader(), on_event=watch)
     commit, *pieces, selection = events
     assert isinstance(commit, Commit) and isinstance(selection, Selection)
-    assert commit.choices == 1 and commit.info.at_tokens == 2 and commit.info.candidates_alive == 3
-    assert commit.info.leader_scores == (len("longword another"),)
+    assert commit.choices == 1 and commit.at_tokens == 2 and commit.candidates_alive == 3
+    assert commit.leader_scores == (len("longword another"),)
     assert all(isinstance(p, Piece) and p.choice == 0 for p in pieces)
     assert "".join(p.text for p in pieces) == TEXTS[1]
     assert len(pieces) > 3  # word by word, not at the end
     assert tokens_at["first"] < 10  # the stream began with about 3 x 2 of the 26 tokens made
     assert gen.aborted == 2 and selection.candidates_pruned == 2
     assert selection.chosen[0].candidate.text == TEXTS[1] and selection.chosen[0].score == len(TEXTS[1])
-    assert selection.commit == commit.info
+    assert selection.commit == commit
     assert gen.generated_tokens < sum(len(t.split()) for t in TEXTS)  # the others stopped early
 
 
@@ -77,13 +78,13 @@ def test_a_finished_candidate_can_lead_and_arrives_whole():
     texts = ["supercalifragilisticexpialidocious", "a b c d e f g", "b c d e f g h"]
     gen = judged_generator(texts)
     commit, *pieces, selection = stream(gen, commit=leader(at_tokens=3))
-    assert commit.info.at_tokens == 3
+    assert commit.at_tokens == 3
     assert [p.text for p in pieces] == [texts[0]]
     assert selection.chosen[0].candidate.text == texts[0] and gen.aborted == 2
 
 
 def test_n_leaders_stream_as_their_own_choices():
-    commit, *pieces, selection = stream(judged_generator(), n=2, commit=leader(keep=2))
+    commit, *pieces, selection = stream(judged_generator(), n=2, commit=leader(leaders=2))
     assert commit.choices == 2
     by_choice = ["".join(p.text for p in pieces if p.choice == c) for c in (0, 1)]
     assert by_choice == [TEXTS[1], TEXTS[2]]  # best first, as at the commit
@@ -93,16 +94,16 @@ def test_n_leaders_stream_as_their_own_choices():
 def test_with_nothing_to_choose_the_stream_runs_token_by_token_from_the_first_and_judges_nothing():
     gen = FakeGenerator(FakeGeneratorConfig(texts=[TEXTS[0]], seconds_per_token=0.01))  # no judge at all
     commit, *pieces, selection = stream(gen, best_of=1, commit=leader(at_tokens=16))
-    assert commit.info.at_tokens == 0 and commit.info.leader_scores == ()
+    assert commit.at_tokens == 0 and commit.leader_scores == ()
     assert [p.text for p in pieces] == ["a"] + [" " + w for w in TEXTS[0].split()[1:]]
     assert selection.chosen[0].candidate.text == TEXTS[0]
 
 
 def test_select_streams_commit_only_when_there_is_nothing_to_choose():
-    events = stream(judged_generator(), commit=CommitPlan(at_tokens=NEVER, keep=1, reward_model="fake"))
+    events = stream(judged_generator(), commit=CommitPlan(at_tokens=NEVER, leaders=1, reward_model="fake"))
     assert len(events) == 1 and events[0].chosen[0].candidate.text == TEXTS[1]  # one Selection, the buffered way
     events = stream(judged_generator(texts=[TEXTS[0]]), best_of=1,
-                    commit=CommitPlan(at_tokens=NEVER, keep=1, reward_model="fake"))
+                    commit=CommitPlan(at_tokens=NEVER, leaders=1, reward_model="fake"))
     assert isinstance(events[0], Commit) and len(events) == 2 + len(TEXTS[0].split())
 
 
@@ -147,7 +148,7 @@ def test_offsets_interpolate_and_never_credit_a_partial():
 
 def test_a_commit_plan_refuses_nonsense():
     with pytest.raises(ValueError):
-        CommitPlan(at_tokens=0, keep=1, reward_model="fake")
+        CommitPlan(at_tokens=0, leaders=1, reward_model="fake")
 
 
 def test_a_stream_that_gets_no_text_by_the_deadline_has_not_begun_and_is_a_504():

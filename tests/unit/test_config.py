@@ -86,6 +86,7 @@ def test_placement_and_autoscaling_reach_ray_as_options_it_accepts():
     ({"autoscaling": {"min_replicas": 3, "max_replicas": 2}}, "min_replicas must not exceed"),
     ({"autoscaling": {"max_replicas": 2, "initial_replicas": 5}}, "initial_replicas"),
     ({"autoscaling": {"max_replicas": 2, "target": 1}}, "scorer.autoscaling.target"),
+    ({"autoscaling": {"max_replicas": 2, "look_back_period_s": 2}}, "look_back_period_s (2.0) must exceed"),
 ])
 def test_bad_autoscaling_is_refused_naming_the_field(deployment, field):
     with pytest.raises(ConfigError) as info:

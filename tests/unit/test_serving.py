@@ -13,7 +13,8 @@ from service.generator.fake import FakeGenerator
 from service.protocol import ChatCompletionRequest, CompletionRequest
 from service.reward.catalog import StaticCatalog
 from service.reward.fake import FakeReward
-from service.serving import Reranker, ScoringCost, local_reranker
+from service.plan import ScoringCost
+from service.serving import Reranker, local_reranker
 
 TEXTS = ["A short one.", "The longest candidate of them all.", "A medium candidate."]
 ARGS = {
@@ -48,7 +49,7 @@ def test_every_time_point_comes_from_the_arrival_and_the_budget():
     assert b.answer_by.at == 1010.0
     assert b.select_by.at == pytest.approx(1009.7)
     assert b.generate_by.at == pytest.approx(1009.2)
-    assert b.give_up_by.at == 1010.0  # a 504 leaves at the client's deadline, never after it
+    assert b.answer_by.at == 1010.0  # a 504 leaves at the client's deadline, never after it
     assert b.deadline_ms == 1_010_000 and b.elapsed_ms(1001.5) == 1500.0
 
 
@@ -67,7 +68,7 @@ def test_a_plan_is_a_frozen_record_of_the_decisions():
     assert (plan.reward_model, plan.best_of, plan.effective_best_of, plan.n, plan.max_tokens) == ("fake", 4, 4, 2, 20)
     assert plan.prompt.text == "Say something." and plan.prompt.max_tokens == 20  # slop judges length against it
     assert plan.budget.arrived == 500.0 and plan.budget.answer_by.at == 502.0
-    assert plan.pruning is not None and plan.pruning.reward_model == "fake" and plan.pruning.keep_at_least == 2
+    assert plan.pruning is not None and plan.pruning.reward_model == "fake" and plan.pruning.floor == 2
     with pytest.raises(AttributeError):
         plan.best_of = 8
 
@@ -162,3 +163,38 @@ def test_local_reranker_builds_the_config_in_one_process():
     assert r.generator.judge is r.catalog  # pruning judged by the same models
     selection = run(r.run(run(r.plan(request(best_of=4)))))
     assert selection.candidates_pruned == 2 and selection.chosen[0].candidate.text == TEXTS[1]
+
+
+# --- admit ---------------------------------------------------------------------------
+
+
+def adaptive_reductions() -> float:
+    from service import metrics
+
+    return metrics.ADAPTIVE_REDUCTIONS._value.get()
+
+
+def test_a_request_lowered_by_saturation_and_again_by_admission_counts_as_one_reduction():
+    r = reranker(limits={"best_of_default": 3, "best_of_max": 16, "saturation_candidates": 10},
+                 admission={"enabled": True})
+    loads = []
+
+    async def load():
+        loads.append(1)
+        return 4  # 4 candidates of other requests generating: saturation leaves room for 6 of 8
+
+    r.generator.load = load
+    r.capacity.speed.observe(8, 48.0)  # 384 tokens/s in total from 8 candidates on
+    before = adaptive_reductions()
+
+    async def admitted(best_of):
+        # 64 tokens in the 1.55 s this budget leaves to generate: 10 running make 38 tokens/s each,
+        # too slow; 9 make 43, fast enough. So of the 6 saturation leaves, admission takes 5.
+        async with r.admit(request(best_of=best_of, max_tokens=64, latency_budget_ms=2000)) as plan:
+            return plan
+
+    plan = run(admitted(8))
+    assert (plan.best_of, plan.candidates, plan.effective_best_of) == (8, 6, 5)
+    assert adaptive_reductions() == before + 1
+    assert len(loads) == 1  # the generator's load is read once per request
+    assert run(admitted(2)).effective_best_of == 2 and adaptive_reductions() == before + 1  # not lowered: not counted
