@@ -12,7 +12,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 STAMP := $(VENV)/.installed-$(ENGINE)
 MODEL_STAMP := $(VENV)/.models-prepared
 
-.PHONY: install models serve test test-unit test-integration test-e2e bench clean
+.PHONY: install models serve test test-unit test-models test-integration test-e2e bench clean
 
 install: $(STAMP)
 
@@ -37,10 +37,15 @@ serve: install models
 test: install models
 	$(PY) -m pytest tests
 
-# The tiers on their own: unit (fakes, seconds), integration (Ray Serve with fakes),
-# e2e (the real embedded default).
+# The tiers on their own: unit (fakes, seconds), models (the shipped reward models and their
+# training on the real MiniLM), integration (Ray Serve with fakes), e2e (the real embedded default).
+# The unit tier mostly waits on fakes' timers: two workers halve its time (`make test`
+# runs everything in one process, so the real stacks never share the CPU with it).
 test-unit: install
-	$(PY) -m pytest tests/unit
+	$(PY) -m pytest -n 2 tests/unit
+
+test-models: install
+	$(PY) -m pytest tests/models
 
 test-integration: install
 	$(PY) -m pytest tests/integration

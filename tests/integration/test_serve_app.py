@@ -235,9 +235,13 @@ def test_a_killed_generator_replica_is_a_503_with_retry_after_and_the_other_repl
     for r in refused:
         assert r.json()["error"]["code"] == "replica_unavailable" and int(r.headers["Retry-After"]) >= 1
     assert [r.status_code for r in after] == [200] * 6, [r.text for r in after]
+    # Ray replaces the dead replica; the next test kills an ingress replica and relies on
+    # two generators again.
     while len(replica_processes(service, "generator")) < 2 and time.monotonic() - killed < 120:
         time.sleep(0.5)
-    print(f"two generator replicas again {time.monotonic() - killed:.1f} s after the kill")
+    replaced_s = time.monotonic() - killed
+    print(f"two generator replicas again {replaced_s:.1f} s after the kill")
+    assert len(replica_processes(service, "generator")) == 2, f"no replacement {replaced_s:.0f} s after the kill"
 
 
 def test_a_killed_ingress_replica_leaves_the_other_serving(service):

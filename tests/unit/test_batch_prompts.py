@@ -2,7 +2,7 @@
 
 import openai
 
-from tests.unit.test_api import TEXTS, make_client
+from tests.api_client import TEXTS, make_client
 
 
 def test_a_batch_answers_each_prompt_with_its_own_reranked_choices_in_openais_order():

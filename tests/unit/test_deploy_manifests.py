@@ -68,9 +68,25 @@ def test_probes_and_the_pod_monitor_point_at_prunes_endpoints(rayservice):
 
 
 def test_prometheus_discovers_the_nodes_through_the_ingress():
+    from urllib.parse import urlsplit
+
+    from tests.api_client import make_client
+
     [job] = read_yaml("prometheus/prometheus.yml")["scrape_configs"]
     [sd] = job["http_sd_configs"]
-    assert sd["url"].endswith("/metrics/targets")
+    url = urlsplit(sd["url"])
+    serve_file, _ = load_serve_file(DEPLOY / "local.yaml")
+    assert (url.hostname, url.port) == (serve_file.http_options["host"], serve_file.http_options["port"])
+    # What the ingress answers at that path is Prometheus's HTTP discovery format: the live
+    # exporters, each scraped at /metrics (Prometheus's default path: the job sets none).
+    nodes = [{"targets": ["10.0.0.7:9101"], "labels": {"ray_node_id": "a1"}},
+             {"targets": ["10.0.0.8:9101"], "labels": {"ray_node_id": "b2"}}]
+
+    async def live_exporters():
+        return nodes
+
+    assert make_client(metrics_targets=live_exporters).get(url.path).json() == nodes
+    assert job.get("metrics_path", "/metrics") == "/metrics"
 
 
 def test_every_metric_on_the_grafana_dashboard_exists():

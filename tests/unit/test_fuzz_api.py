@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from tests.unit.test_api import complete, make_client
+from tests.api_client import complete, make_client
 
 # 500 cases by default (derandomized: the same ones each run); CI runs 2,000 (.ci/run sets PRUNE_FUZZ_CASES).
 CASES = int(os.environ.get("PRUNE_FUZZ_CASES", "500"))

@@ -9,7 +9,7 @@ import pytest
 
 from service.admission import Admitted
 from service.gate import AdmissionGate
-from tests.unit.test_api import make_client, metric
+from tests.api_client import make_client, metric
 
 BODY = {"model": "fake-model", "prompt": "Say something.", "best_of": 2, "max_tokens": 100,
         "latency_budget_ms": 10_000}

@@ -54,11 +54,17 @@ class StreamingServer:
         self.app = FastAPI()
         self.app.post("/v1/completions")(self.completions)
         self.app.post("/v1/chat/completions")(self.chat)
-        self.app.get("/v1/models")(lambda: {"data": [{"id": "remote-model"}]})
+        self.app.get("/v1/models")(self.models)
+        self.up = True  # False: /v1/models answers 503, as a server still loading its model
         self.app.post("/detokenize")(self.detokenize)
         self.app.post("/tokenize")(self.tokenize)
         self.tokenizes = 0
         self.vllm = True  # False: a server without vLLM's /tokenize
+
+    async def models(self):
+        if not self.up:
+            return JSONResponse({"error": {"message": "loading"}}, 503)
+        return {"data": [{"id": "remote-model"}]}
 
     async def tokenize(self, request: Request):
         """As vLLM's server, with a tokenizer where a word after a space is one token and alone three."""
@@ -300,8 +306,24 @@ def test_token_id_prompts_are_sent_as_ids_and_decoded_by_the_server(fresh):
     assert refused.value.param == "prompt"
 
 
-def test_a_ready_server_is_ready(server):
-    asyncio.run(generator(server.url).check_ready())
+def test_ready_follows_the_server(server):
+    gen = generator(server.url)
+
+    async def readiness() -> list[str]:
+        seen = []
+        for up in (True, False, True):  # answering, still loading its model, back
+            server.up = up
+            try:
+                await gen.check_ready()
+                seen.append("ready")
+            except Overloaded as refused:
+                seen.append(f"{refused.status} {refused.code}")
+        return seen
+
+    try:
+        assert asyncio.run(readiness()) == ["ready", "503 engine_unavailable", "ready"]
+    finally:
+        server.up = True
 
 
 def test_an_unreachable_server_is_a_502_and_not_ready():

@@ -5,7 +5,6 @@ import pytest
 from ray.exceptions import ActorDiedError, RayTaskError
 from ray.serve.exceptions import BackPressureError
 
-from service import errors
 from service.app import REPLICA_RETRY_AFTER_S, unwrapping_ray_errors
 from service.errors import BadRequest, Overloaded
 
@@ -24,8 +23,8 @@ def raised_through(exc: Exception) -> BaseException:
      (RayTaskError("generate", "traceback", ActorDiedError()), str(REPLICA_RETRY_AFTER_S))],
     ids=["replica-died", "back-pressure", "wrapped"],
 )
-def test_a_dead_or_full_replica_is_a_503_with_retry_after(exc, retry_after, monkeypatch):
-    monkeypatch.setattr(errors, "RETRY_JITTER", 0.0)  # the prediction itself; the spread is test_admission's
+@pytest.mark.usefixtures("exact_retry_after")  # the prediction itself; the spread is test_admission's
+def test_a_dead_or_full_replica_is_a_503_with_retry_after(exc, retry_after):
     error = raised_through(exc)
     assert isinstance(error, Overloaded) and error.status == 503 and error.code == "replica_unavailable"
     assert error.headers["Retry-After"] == retry_after  # whole seconds, never sooner than Ray said

@@ -12,7 +12,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.unit.test_api import make_client
+from tests.api_client import make_client
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 MODEL = "fake-model"

@@ -6,7 +6,7 @@ import openai
 import pytest
 
 from service.types import SamplingSpec
-from tests.unit.test_api import make_client
+from tests.api_client import make_client
 
 CHAT = {"model": "fake-model", "messages": [{"role": "user", "content": "Hi"}]}
 

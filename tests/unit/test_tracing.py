@@ -9,7 +9,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from service.api import create_api
 from service.tracing import RequestTracer
-from tests.unit.test_api import make_client
+from tests.api_client import make_client
 
 TEXTS = ["One two three four five six.", "Seven eight nine ten.", "Eleven twelve thirteen fourteen fifteen.",
          "Sixteen seventeen eighteen nineteen."]
