@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.protocol import CandidateReport, CommitReport, Reranking, Usage, new_id, now
-from service.selection import Selection
+from service.selection import Selection, new_text
 from service.plan import RerankPlan
 from service.tracing import timings
 from service.types import Candidate
@@ -170,28 +170,28 @@ class EventStream:
     def __init__(self, shape: ResponseShape, model: str, include_usage: bool):
         self.shape, self.include_usage = shape, include_usage
         self.base = envelope(shape, model, shape.chunk_object)
-        self.sent: dict[int, str] = {}  # each open choice's text so far
 
     def chunk(self, payload: dict[str, Any]) -> bytes:
         return f"data: {json.dumps(self.base | payload)}\n\n".encode()
 
     def open(self, choices: int) -> bytes:
-        self.sent = {i: "" for i in range(choices)}
         openings = [self.shape.opening(i) for i in range(choices)]
         return b"".join(self.chunk({"choices": [o]}) for o in openings if o is not None)
 
     def piece(self, index: int, text: str, whole: Candidate | None = None) -> bytes:
-        self.sent[index] += text
         return self.chunk({"choices": [self.shape.piece(index, text, whole)]})
 
     def close(self, plan: RerankPlan, selection: Selection) -> bytes:
-        """What is left of each choice, the finishes and the account; then [DONE]."""
-        out = [] if self.sent else [self.open(len(selection.chosen))]  # a select stream opens at the end
+        """What is left of each choice (what selection did not stream already), the finishes
+        and the account; then [DONE]."""
+        streamed = selection.streamed
+        out = [] if streamed else [self.open(len(selection.chosen))]  # a select stream opens at the end
         account = reranking(plan, selection).model_dump(exclude_none=True)
         for i, sc in enumerate(selection.chosen):
-            rest = sc.candidate.text[len(self.sent[i]):] if sc.candidate.text.startswith(self.sent[i]) else ""
+            sent = streamed[i] if streamed else ""
+            rest = new_text(sent, sc.candidate.text)
             if rest:  # all of it in a select stream, with the logprobs if asked
-                out.append(self.piece(i, rest, whole=None if self.sent[i] else sc.candidate))
+                out.append(self.piece(i, rest, whole=None if sent else sc.candidate))
             last = i == len(selection.chosen) - 1
             out.append(self.chunk({"choices": [self.shape.finish(i, sc.candidate.finish_reason)]}
                                   | ({"reranking": account} if last else {})))

@@ -55,6 +55,7 @@ class Selection:
     score_calls: tuple[ScoreCall, ...]  # the request's reward model's calls, in order
     degraded: str | None = None  # the fallback reward scored instead, and why
     commit: Commit | None = None  # a stream that committed to its leaders early
+    streamed: tuple[str, ...] = ()  # per choice, the text already passed on as Pieces (a committed stream)
     candidates: tuple[Candidate, ...] = ()  # every candidate as it ended, pruned and unscored ones included
     started: float = 0.0  # wall clock: selection started (the candidates were asked for)
     selected: float = 0.0  # wall clock: the answer was chosen
@@ -330,6 +331,7 @@ class _Seen:
             score_calls=tuple(scorer.calls),
             degraded=scorer.degraded,
             commit=self.commit,
+            streamed=tuple(self.sent.get(i, "") for i in self.committed.leaders) if self.committed else (),
             candidates=tuple(sorted(everything, key=lambda c: c.index)),
             started=started,
             selected=time.time(),

@@ -121,7 +121,7 @@ class Candidate:
     prompt_tokens: int = 0  # the same for every candidate of a request
     pruned: bool = False  # aborted at a pruning checkpoint for scoring low
     logprobs: tuple[TokenLogprob, ...] | None = None  # one per token, when asked (finished candidates)
-    timing: CandidateTiming | None = None  # set by the generator's race (service.generator.base)
+    timing: CandidateTiming | None = None  # set by the generator's race (service.generator.race)
 
 
 @dataclass(frozen=True)

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import TYPE_CHECKING, AsyncIterator
+from typing import TYPE_CHECKING
 
 from service.config import FakeGeneratorConfig
 from service.errors import BadRequest
-from service.generator.base import Generator, Progress, race_deadline
-from service.types import Candidate, Committed, Deadline, Delta, Prompt, SamplingSpec, TokenLogprob
+from service.generator.race import Prepared, Progress, RacingGenerator
+from service.types import Candidate, Prompt, SamplingSpec, TokenLogprob
 
 if TYPE_CHECKING:
-    from service.commit import CommitPlan
-    from service.pruning import PruningPlan
     from service.reward.catalog import RewardCatalog
 
 
-class FakeGenerator(Generator):
+class FakeGenerator(RacingGenerator):
     """Candidate i is `texts[(seed + i) % len(texts)]`, cut to `max_tokens` words.
 
     Each word costs `seconds_per_token`, after a per-candidate start delay, so
@@ -53,7 +51,15 @@ class FakeGenerator(Generator):
         text = prompt.text if prompt.text is not None else " ".join(m["content"] for m in prompt.messages or ())
         return len(text.split())
 
-    async def _one(self, i: int, prompt: Prompt, sampling: SamplingSpec, progress: Progress) -> Candidate:
+    async def prepare(self, prompt: Prompt, sampling: SamplingSpec) -> Prepared:
+        self.samplings.append(sampling)
+        prompt_tokens = self.count_prompt_tokens(prompt)
+        if prompt_tokens + sampling.max_tokens > self.max_model_len:
+            raise BadRequest("prompt plus max_tokens exceeds the model's context", param="max_tokens")
+        return Prepared(prompt, sampling, prompt_tokens)
+
+    async def candidate(self, request: Prepared, i: int, progress: Progress) -> Candidate:
+        prompt, sampling = request.prompt, request.sampling
         text = self._text((sampling.seed or 0) + i, prompt)
         if sampling.wants_json:  # as a grammar would have it: valid JSON unless cut short
             text = json.dumps({"answer": text})
@@ -91,17 +97,3 @@ class FakeGenerator(Generator):
             top = [(token, logprob)] + [(f"alt{m}", logprob - m) for m in range(1, k)]
             out.append(TokenLogprob(token, logprob, tuple(top[:k])))
         return tuple(out)
-
-    async def generate(
-        self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline,
-        pruning: PruningPlan | None = None, commit: CommitPlan | None = None,
-    ) -> AsyncIterator[Candidate | Committed | Delta]:
-        self.samplings.append(sampling)
-        prompt_tokens = self.count_prompt_tokens(prompt)
-        if prompt_tokens + sampling.max_tokens > self.max_model_len:
-            raise BadRequest("prompt plus max_tokens exceeds the model's context", param="max_tokens")
-        judging = self.judging(prompt, n, pruning, commit)
-        progress = Progress(prompt_tokens, judging.checkpoints)
-        runs = [self._one(i, prompt, sampling, progress) for i in range(n)]
-        async for event in race_deadline(runs, deadline, progress, judging):
-            yield event

@@ -21,12 +21,10 @@ import httpx
 
 from service.config import OpenAIGeneratorConfig
 from service.errors import APIError, BadRequest, Overloaded
-from service.generator.base import Generator, Progress, race_deadline
-from service.types import Candidate, Committed, Deadline, Delta, Prompt, SamplingSpec
+from service.generator.race import Prepared, Progress, RacingGenerator
+from service.types import Candidate, Prompt, SamplingSpec
 
 if TYPE_CHECKING:
-    from service.commit import CommitPlan
-    from service.pruning import PruningPlan
     from service.reward.catalog import RewardCatalog
 
 
@@ -37,7 +35,7 @@ class GeneratorServiceError(APIError):
     type = "server_error"
 
 
-class OpenAIGenerator(Generator):
+class OpenAIGenerator(RacingGenerator):
     def __init__(self, config: OpenAIGeneratorConfig, judge: RewardCatalog | None = None):
         self.config, self.judge = config, judge
         self.model_name = config.served_model_name
@@ -140,18 +138,12 @@ class OpenAIGenerator(Generator):
             return None
         return answer["tokens"]
 
-    async def generate(
-        self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline,
-        pruning: PruningPlan | None = None, commit: CommitPlan | None = None,
-    ) -> AsyncIterator[Candidate | Committed | Delta]:
-        sampling = await self.with_one_token_bans(sampling)
-        judging = self.judging(prompt, n, pruning, commit)
-        progress = Progress(0, judging.checkpoints)  # prompt tokens: from the server's usage
-        runs = [self._one(i, prompt, sampling, progress) for i in range(n)]
-        async for event in race_deadline(runs, deadline, progress, judging):
-            yield event
+    async def prepare(self, prompt: Prompt, sampling: SamplingSpec) -> Prepared:
+        # Prompt tokens: from the server's usage.
+        return Prepared(prompt, await self.with_one_token_bans(sampling))
 
-    async def _one(self, i: int, prompt: Prompt, sampling: SamplingSpec, progress: Progress) -> Candidate:
+    async def candidate(self, request: Prepared, i: int, progress: Progress) -> Candidate:
+        prompt, sampling = request.prompt, request.sampling
         path, body = self.request(prompt, sampling, i)
         text, reason = "", None
         pieces, counted = 0, None  # chunks that carried text; the server's own count once it gives one

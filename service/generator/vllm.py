@@ -14,18 +14,16 @@ import logging
 import os
 import uuid
 from dataclasses import replace
-from typing import TYPE_CHECKING, AsyncIterator
+from typing import TYPE_CHECKING, NamedTuple
 
 from service import metrics
 from service.config import VLLMGeneratorConfig
 from service.embedded import resolve_model_path
 from service.errors import BadRequest, Overloaded
-from service.generator.base import Generator, Progress, race_deadline
-from service.types import Candidate, Committed, Deadline, Delta, Prompt, SamplingSpec, TokenLogprob
+from service.generator.race import Prepared, Progress, RacingGenerator
+from service.types import Candidate, Prompt, SamplingSpec, TokenLogprob
 
 if TYPE_CHECKING:
-    from service.commit import CommitPlan
-    from service.pruning import PruningPlan
     from service.reward.catalog import RewardCatalog
 
 log = logging.getLogger(__name__)
@@ -35,7 +33,7 @@ log = logging.getLogger(__name__)
 MAX_BANNED_SEQUENCES = 128
 
 
-class VLLMGenerator(Generator):
+class VLLMGenerator(RacingGenerator):
     def __init__(self, config: VLLMGeneratorConfig, judge: RewardCatalog | None = None):
         self.config, self.judge = config, judge
         self.model_name = config.served_model_name
@@ -112,14 +110,7 @@ class VLLMGenerator(Generator):
                              param="bad_words")
         return options, longer or None
 
-    async def generate(
-        self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline,
-        pruning: PruningPlan | None = None, commit: CommitPlan | None = None,
-    ) -> AsyncIterator[Candidate | Committed | Delta]:
-        from vllm import SamplingParams
-        from vllm.inputs import TokensPrompt
-        from vllm.sampling_params import RequestOutputKind
-
+    async def prepare(self, prompt: Prompt, sampling: SamplingSpec) -> Prepared:
         await self.check_ready()
         ids = self._token_ids(prompt)
         param = "messages" if prompt.messages is not None else "prompt"
@@ -136,42 +127,50 @@ class VLLMGenerator(Generator):
                 param="max_tokens",
                 code="context_length_exceeded",
             )
-
-        request_id = uuid.uuid4().hex
-        judging = self.judging(prompt, n, pruning, commit)
-        progress = Progress(len(ids), judging.checkpoints)
-
         engine_options, banned = self._engine_options(sampling)
+        return Prepared(prompt, sampling, len(ids), EngineRequest(tuple(ids), uuid.uuid4().hex, engine_options, banned))
 
-        async def run(i: int) -> Candidate:
-            params = SamplingParams(
-                n=1,
-                max_tokens=sampling.max_tokens,
-                temperature=sampling.temperature,
-                top_p=sampling.top_p,
-                stop=list(sampling.stop) or None,
-                seed=None if sampling.seed is None else sampling.seed + i,
-                output_kind=RequestOutputKind.CUMULATIVE,  # partial text is there at the deadline
-                **engine_options,  # penalties, top_k, min_p, logit_bias, ...
-                logprobs=sampling.logprobs,
-                structured_outputs=structured_outputs(sampling),
-            )
-            params._bad_words_token_ids = banned  # see ban_sequences: what vLLM's bad_words would leave out
-            final, queued = None, True
-            # The engine names no parameter for a schema its grammar cannot compile.
-            with self.running_candidate(), engine_validation_as_400("response_format" if sampling.wants_json else None):
-                async for out in self.engine.generate(TokensPrompt(prompt_token_ids=ids), params, f"{request_id}-{i}"):
-                    final = out.outputs[0]
-                    progress.update(i, final.text, len(final.token_ids))
-                    if queued and out.metrics is not None and out.metrics.scheduled_ts:
-                        queued = False
-                        metrics.QUEUE_WAIT.observe(progress.queue(i, out.metrics.scheduled_ts - out.metrics.queued_ts))
-            return Candidate(i, final.text, final.finish_reason or "stop", len(final.token_ids), prompt_tokens=len(ids),
-                             logprobs=token_logprobs(final, sampling.logprobs))
+    async def candidate(self, request: Prepared, i: int, progress: Progress) -> Candidate:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import RequestOutputKind
 
-        # Cancelling run(i) cancels its engine.generate(), which aborts the request in the engine.
-        async for event in race_deadline([run(i) for i in range(n)], deadline, progress, judging):
-            yield event
+        sampling, engine = request.sampling, request.engine
+        params = SamplingParams(
+            n=1,
+            max_tokens=sampling.max_tokens,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            stop=list(sampling.stop) or None,
+            seed=None if sampling.seed is None else sampling.seed + i,
+            output_kind=RequestOutputKind.CUMULATIVE,  # partial text is there at the deadline
+            **engine.options,  # penalties, top_k, min_p, logit_bias, ...
+            logprobs=sampling.logprobs,
+            structured_outputs=structured_outputs(sampling),
+        )
+        params._bad_words_token_ids = engine.banned  # see ban_sequences: what vLLM's bad_words would leave out
+        final, queued = None, True
+        # The engine names no parameter for a schema its grammar cannot compile. Cancelling
+        # this run cancels its engine.generate(), which aborts the request in the engine.
+        with self.running_candidate(), engine_validation_as_400("response_format" if sampling.wants_json else None):
+            prompt = TokensPrompt(prompt_token_ids=list(engine.token_ids))
+            async for out in self.engine.generate(prompt, params, f"{engine.request_id}-{i}"):
+                final = out.outputs[0]
+                progress.update(i, final.text, len(final.token_ids))
+                if queued and out.metrics is not None and out.metrics.scheduled_ts:
+                    queued = False
+                    metrics.QUEUE_WAIT.observe(progress.queue(i, out.metrics.scheduled_ts - out.metrics.queued_ts))
+        return Candidate(i, final.text, final.finish_reason or "stop", len(final.token_ids),
+                         prompt_tokens=request.prompt_tokens, logprobs=token_logprobs(final, sampling.logprobs))
+
+
+class EngineRequest(NamedTuple):
+    """What every candidate of a request shares in the engine."""
+
+    token_ids: tuple[int, ...]
+    request_id: str  # candidate i's engine request is f"{request_id}-{i}"
+    options: dict  # SamplingParams keywords: penalties, top_k, min_p, logit_bias, ...
+    banned: list | None  # token sequences the engine must not sample (ban_sequences)
 
 
 def ban_sequences(tokenizer, words: tuple[str, ...]) -> tuple[tuple[int, ...], ...]:

@@ -16,7 +16,7 @@ from service.reward.catalog import StaticCatalog
 from service.reward.fake import FakeReward
 from service.selection import Commit, Piece, Selection
 from service.types import Prompt, SamplingSpec
-from tests.selecting import best_of_n, rerank_events
+from tests.selecting import rerank_events
 
 PROMPT = Prompt(text="Tell me something.")
 # The fake reward is a text's length: at 2 tokens candidate 1 leads ("longword another").
@@ -164,7 +164,7 @@ def test_a_stream_that_gets_no_text_by_the_deadline_has_not_begun_and_is_a_504()
 
 
 def test_a_leaders_deltas_carry_only_new_text_and_join_into_its_whole_text():
-    from service.generator.base import Progress
+    from service.generator.race import Progress
 
     progress = Progress(prompt_tokens=3)
     progress.update(0, "Once", 1)
@@ -178,3 +178,26 @@ def test_a_leaders_deltas_carry_only_new_text_and_join_into_its_whole_text():
     assert "".join(pieces) == texts[-1]
     progress.update(0, "Once upon a time.", 5)  # nothing new: no Delta at all
     assert progress.deltas() == []
+
+
+def test_the_bytes_a_leader_stream_sends_across_ray_grow_linearly_with_its_length():
+    import pickle
+
+    from service.types import Deadline
+
+    def bytes_crossing(words: int) -> int:
+        """Every event the generator yields, pickled as a Ray handle stream sends it."""
+        gen = judged_generator(texts=[" ".join(["word"] * words)], seconds_per_token=0.001)
+
+        async def stream_all():
+            sent = 0
+            async for event in gen.generate(PROMPT, SamplingSpec(max_tokens=words), 1, Deadline.after_ms(20_000),
+                                            None, leader()):
+                sent += len(pickle.dumps(event))
+            return sent
+
+        return asyncio.run(stream_all())
+
+    short, long = bytes_crossing(100), bytes_crossing(400)
+    # Four times the text, about four times the bytes (the whole text in every event made it ~16x).
+    assert 3 * short < long < 5 * short, (short, long)
