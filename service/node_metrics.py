@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from service import private_apis
+
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
@@ -63,9 +65,7 @@ def bind_node_folder() -> str | None:
     folder = Path(base) / f"node-{node[0][:16] if node else 'local'}"
     folder.mkdir(parents=True, exist_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
-    from prometheus_client import values
-
-    values.ValueClass = values.MultiProcessValue()
+    private_apis.use_multiprocess_values()
     return str(folder)
 
 
@@ -99,24 +99,19 @@ def _serve_when_elected(node_registry: Callable[[], CollectorRegistry], folder: 
         log.warning("metrics port %s is in use on %s; serving this node's metrics on a free port", port, node_ip)
         server, _ = start_http_server(0, addr=node_ip, registry=node_registry())
     address = f"{node_ip}:{server.server_port}"
-    from ray.experimental import internal_kv
-
-    internal_kv._internal_kv_put(node_id, address, overwrite=True, namespace=KV_NAMESPACE)
+    private_apis.kv_put(node_id, address, namespace=KV_NAMESPACE)
     log.info("serving this node's metrics at http://%s/metrics", address)
 
 
 def targets() -> list[dict[str, Any]]:
     """Prometheus HTTP service discovery: one target group per live node with an exporter."""
     import ray
-    from ray.experimental import internal_kv
 
     alive = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
     groups = []
-    for key in internal_kv._internal_kv_list("", namespace=KV_NAMESPACE):
-        node_id = key.decode()
-        address = internal_kv._internal_kv_get(node_id, namespace=KV_NAMESPACE)
-        if node_id in alive and address and _answers(address.decode()):
-            groups.append({"targets": [address.decode()], "labels": {"ray_node_id": node_id}})
+    for node_id, address in private_apis.kv_items(KV_NAMESPACE).items():
+        if node_id in alive and _answers(address):
+            groups.append({"targets": [address], "labels": {"ray_node_id": node_id}})
     return sorted(groups, key=lambda group: group["targets"][0])
 
 

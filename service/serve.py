@@ -16,6 +16,7 @@ import signal
 import sys
 import time
 
+from service import private_apis
 from service.config import ConfigError, ServeFile, VLLMGeneratorConfig, load_serve_file
 
 log = logging.getLogger("prune")
@@ -44,12 +45,10 @@ def deploy(serve_file: ServeFile, http: dict) -> None:
     per-deployment overrides (`deployments: [{name: scorer, user_config: ...}]`)
     apply here too, and a later `serve deploy` of an edited file is an update."""
     from ray import serve
-    from ray.serve._private import api as serve_api
     from ray.serve.schema import ServeDeploySchema
 
     schema = ServeDeploySchema.model_validate(serve_file.model_dump() | {"http_options": http})
-    client = serve_api.serve_start(http_options=http, proxy_location=schema.proxy_location)
-    client.deploy_apps(schema, _blocking=False)
+    private_apis.serve_deploy(schema, http)
     names = [app.name for app in schema.applications]
     while True:
         time.sleep(1)

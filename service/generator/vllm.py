@@ -16,7 +16,7 @@ import uuid
 from dataclasses import replace
 from typing import TYPE_CHECKING, NamedTuple
 
-from service import metrics
+from service import metrics, private_apis
 from service.config import VLLMGeneratorConfig
 from service.embedded import resolve_model_path
 from service.errors import BadRequest, Overloaded
@@ -148,7 +148,7 @@ class VLLMGenerator(RacingGenerator):
             logprobs=sampling.logprobs,
             structured_outputs=structured_outputs(sampling),
         )
-        params._bad_words_token_ids = engine.banned  # see ban_sequences: what vLLM's bad_words would leave out
+        private_apis.ban_token_sequences(params, engine.banned)  # see ban_sequences: what bad_words would leave out
         final, queued = None, True
         # The engine names no parameter for a schema its grammar cannot compile. Cancelling
         # this run cancels its engine.generate(), which aborts the request in the engine.

@@ -188,7 +188,7 @@ def test_too_many_requests_survives_pickling():
 
 def test_ledger_handle_unwraps_api_errors():
     book = ledger(a=dict(max_concurrent=1))
-    from service.app import LedgerHandle
+    from service.handles import LedgerHandle
 
     limits = CallerLimits(LedgerHandle(FakeHandle(book)))
 

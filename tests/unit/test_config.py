@@ -63,7 +63,7 @@ def test_a_file_without_the_prune_application_is_rejected(tmp_path):
 def test_placement_and_autoscaling_reach_ray_as_options_it_accepts():
     from ray import serve
 
-    from service.app import GeneratorServer
+    from service.deployments import GeneratorServer
 
     config = parse_config({"generator_deployment": {
         "num_gpus": 1, "resources": {"generator_node": 1}, "label_selector": {"pool": "gpu"},

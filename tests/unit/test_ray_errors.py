@@ -5,7 +5,7 @@ import pytest
 from ray.exceptions import ActorDiedError, RayTaskError
 from ray.serve.exceptions import BackPressureError
 
-from service.app import REPLICA_RETRY_AFTER_S, unwrapping_ray_errors
+from service.handles import REPLICA_RETRY_AFTER_S, unwrapping_ray_errors
 from service.errors import BadRequest, Overloaded
 
 
@@ -59,7 +59,7 @@ def test_a_generator_whose_replica_died_is_a_503_at_once_and_served_again_once_i
     import asyncio
     import time
 
-    from service.app import RemoteGenerator
+    from service.handles import RemoteGenerator
 
     class Handle:
         load = Stalled()
