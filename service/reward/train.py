@@ -151,7 +151,7 @@ def train_from_lamp(args) -> int:
     print(f"wrote {out}")
     if not args.no_ensemble:
         members = fit_ensemble(out, data, epochs=args.epochs, seed=args.seed)
-        print("the style ensemble, fit on the training sides (paste into deploy/*.yaml and service/config.py):")
+        print("the style ensemble, fit on the training sides (paste into deploy/*.yaml and service/config/rewards.py):")
         print(yaml.safe_dump({"style": {"kind": "ensemble", "members": members}}, default_flow_style=None,
                              sort_keys=False))
     return 0

@@ -1,0 +1,80 @@
+"""What a request may ask for and the service's selection rules: caps, defaults, pruning, streams."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from service.config.base import Strict
+from service.types import check_checkpoints
+
+
+class Limits(Strict):
+    best_of_default: int = Field(4, ge=1)
+    best_of_max: int = Field(16, ge=1)
+    max_tokens_default: int = Field(64, ge=1)
+    max_tokens_max: int = Field(512, ge=1)
+    latency_budget_ms_default: int = Field(30_000, ge=1)
+    latency_budget_ms_max: int = Field(120_000, ge=1)
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+    rewards_max_completions: int = Field(64, ge=1, description="Completions per POST /v1/rewards.")
+    batch_prompts_max: int = Field(16, ge=1, description="Prompts per POST /v1/completions (a batch).")
+    saturation_candidates: int = Field(
+        0, ge=0, description="Adaptive best_of: candidates generating at once past which new requests get "
+        "fewer (0: off)."
+    )
+    best_of_floor: int = Field(1, ge=1, description="Adaptive best_of never goes below this (nor below n).")
+    response_margin_ms: int = Field(
+        300, ge=0, description="Selection aims to finish this long before the deadline, leaving time for the "
+        "answer to travel back through Ray and HTTP (at most a quarter of the budget)."
+    )
+    min_answer_chars: int = Field(
+        1, ge=1, description="A candidate with fewer characters (whitespace aside) is degenerate: it never wins "
+        "while a candidate that is not was produced, finished or cut short."
+    )
+    min_candidates: int = Field(
+        1, ge=1, description="Candidates to see finish (deadline permitting): pruning and adaptive best_of "
+        "never leave fewer."
+    )
+
+    @model_validator(mode="after")
+    def _defaults_within_caps(self) -> "Limits":
+        for name in ("best_of", "max_tokens", "latency_budget_ms"):
+            if getattr(self, f"{name}_default") > getattr(self, f"{name}_max"):
+                raise ValueError(f"{name}_default must not exceed {name}_max")
+        return self
+
+
+class PruningConfig(Strict):
+    """Early pruning (speculative rejection). Requests may turn it on or off and
+    give their own checkpoints and fraction (`pruning` in the request)."""
+
+    enabled: bool = False
+    min_best_of: int = Field(
+        8, ge=2, description="When enabled here, prune only requests with at least this many candidates "
+        "(with few, pruning costs more reward than it saves); a request asking for pruning gets it regardless."
+    )
+    checkpoints: list[int] = Field(
+        default_factory=lambda: [16], min_length=1, max_length=8,
+        description="Token counts at which the running candidates' partial texts are scored.",
+    )
+    fraction: float = Field(0.5, gt=0, lt=1, description="Share of the running candidates aborted at each checkpoint.")
+
+    _increasing = field_validator("checkpoints")(check_checkpoints)
+
+
+class StreamingConfig(Strict):
+    """How a stream with candidates to choose from starts (a request may override it)."""
+
+    commit: Literal["select", "leader"] = Field(
+        "leader", description="leader: at `commit_tokens` keep the best-scoring candidates (n of them), abort "
+        "the rest and stream the leaders' tokens as they come; select: stream only after selection, as a whole."
+    )
+    commit_tokens: int = Field(
+        16, ge=1, description="The commit point, in tokens every running candidate has (loadtests/calibrate_commit)."
+    )
+
+
+# A ban list, or a request's own bad_words, holds at most this many words; the vLLM generator takes
+# up to 128 banned token sequences of two tokens or more per request (service.generator.vllm).
