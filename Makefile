@@ -34,13 +34,14 @@ models: install
 serve: install models
 	$(PY) -m service.serve $(CONFIG)
 
+# The unit tier on two workers (it mostly waits on fakes' timers), then the tiers that
+# start real stacks, one at a time, so that nothing shares the CPU with them.
 test: install models
-	$(PY) -m pytest tests
+	$(PY) -m pytest -n 2 tests/unit
+	$(PY) -m pytest tests --ignore=tests/unit
 
 # The tiers on their own: unit (fakes, seconds), models (the shipped reward models and their
 # training on the real MiniLM), integration (Ray Serve with fakes), e2e (the real embedded default).
-# The unit tier mostly waits on fakes' timers: two workers halve its time (`make test`
-# runs everything in one process, so the real stacks never share the CPU with it).
 test-unit: install
 	$(PY) -m pytest -n 2 tests/unit
 
