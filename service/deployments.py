@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 class GeneratorServer:
     async def __init__(self, config: GeneratorConfig, scorer: DeploymentHandle):
+        metrics.bind_to_node()
         node_metrics.serve_node_metrics(metrics.node_registry)
         # Requests that prune have their partial texts judged by the scorer deployment.
         self.generator = make_generator(config, judge=ScorerCatalog(scorer))
@@ -75,6 +76,7 @@ class ScorerServer:
     restarts nothing else (Ray Serve's lightweight update)."""
 
     def __init__(self, scorer: ScorerConfig):
+        metrics.bind_to_node()
         node_metrics.serve_node_metrics(metrics.node_registry)
         self.models: dict[str, RewardModel] = {}
         self.default = ""
@@ -119,6 +121,7 @@ class Ingress:
     ):
         from service.api import create_api
 
+        metrics.bind_to_node()
         node_metrics.serve_node_metrics(metrics.node_registry)
         config = parse_config(config_args)
         remote_generator = RemoteGenerator(generator, await generator.info.remote())

@@ -1,9 +1,10 @@
 """Every Prometheus metric of the service, in one place.
 
-Replicas are separate processes. With PRUNE_METRICS_DIR set (the app builder
-sets it for every replica), prometheus_client writes values to files in a folder
-of the replica's Ray node and `render()` merges all of them, so GET /metrics on
-the ingress covers the whole application on its node; on a cluster each node's
+Replicas are separate processes. Each replica calls `bind_to_node()` as it starts:
+with PRUNE_METRICS_DIR set (the app builder sets it for every replica),
+prometheus_client then writes values to files in a folder of the replica's Ray
+node and `render()` merges all of them, so GET /metrics on the ingress covers the
+whole application on its node; on a cluster each node's
 exporter serves its own (service.node_metrics). Label values are never
 user-controlled: endpoints are route templates, statuses are numbers, reward
 model names are validated against the config before use.
@@ -15,9 +16,7 @@ import os
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 
-from service.node_metrics import bind_node_folder
-
-bind_node_folder()  # before the first metric is created: values go to this node's folder
+from service import node_metrics
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120)
 REWARD_BUCKETS = (-20, -10, -5, -3, -2, -1, -0.5, 0, 0.5, 1, 2, 5, 10, 100, 1000)
@@ -91,6 +90,13 @@ STREAM_COMMIT_TOKENS = Histogram(
 STREAM_COMMIT_SECONDS = Histogram(
     "prune_stream_commit_seconds", "Streams that committed early: from arrival to the commit.", buckets=LATENCY_BUCKETS
 )
+
+
+def bind_to_node() -> str | None:
+    """In a Ray replica, before it serves: this process's metrics (those created already
+    and those to come) write to its node's folder; returns the folder (None outside Ray)."""
+    created = [m for m in globals().values() if isinstance(m, (Counter, Histogram))]
+    return node_metrics.bind_node_folder(created)
 
 
 class _OnlyOurs:

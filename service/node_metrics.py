@@ -24,7 +24,7 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from service import private_apis
 
@@ -51,10 +51,10 @@ def _ray_node() -> tuple[str, str] | None:
     return ray.get_runtime_context().get_node_id(), ray.util.get_node_ip_address()
 
 
-def bind_node_folder() -> str | None:
-    """Point prometheus_client's multiprocess mode at this node's folder.
+def bind_node_folder(created: Iterable[Any] = ()) -> str | None:
+    """Point prometheus_client's multiprocess mode at this node's folder, for the metrics
+    `created` already and every one created later (service.metrics.bind_to_node).
 
-    Must run before any metric is created (service.metrics calls it at import).
     The folder depends on the node, which is only known inside the replica, so
     PROMETHEUS_MULTIPROC_DIR cannot simply be set in the deployment's environment.
     """
@@ -65,7 +65,7 @@ def bind_node_folder() -> str | None:
     folder = Path(base) / f"node-{node[0][:16] if node else 'local'}"
     folder.mkdir(parents=True, exist_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
-    private_apis.use_multiprocess_values()
+    private_apis.use_multiprocess_values(created)
     return str(folder)
 
 

@@ -7,7 +7,7 @@ by name, instead of in a running service.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 
 def ban_token_sequences(params: Any, sequences: Sequence[Sequence[int]] | None) -> None:
@@ -46,10 +46,16 @@ def kv_items(namespace: str) -> dict[str, str]:
     return items
 
 
-def use_multiprocess_values() -> None:
-    """prometheus_client: metrics created from now on write their values to files in
-    PROMETHEUS_MULTIPROC_DIR (its multiprocess mode). The library reads the variable once,
-    at import; a replica learns its node's folder only after that."""
+def use_multiprocess_values(created: Iterable[Any] = ()) -> None:
+    """prometheus_client: metrics write their values to files in PROMETHEUS_MULTIPROC_DIR
+    (its multiprocess mode) from now on. The library picks the value class once, at
+    import, and a metric its values at creation; a replica learns its node's folder only
+    when it starts, so the metrics `created` before then get file-backed values now
+    (what they counted so far, nothing: nothing is served before a replica starts)."""
     from prometheus_client import values
 
     values.ValueClass = values.MultiProcessValue()
+    for metric in created:
+        children = list(metric._metrics.values()) if metric._labelnames else [metric]
+        for child in children:
+            child._metric_init()
