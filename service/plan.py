@@ -21,6 +21,7 @@ from service.budget import Budget
 from service.commit import NEVER, CommitPlan
 from service.config import ServiceConfig
 from service.errors import NotFound
+from service.lexicon import ban_words
 from service.partials import PartialOffsets
 from service.protocol import RerankRequest, reject
 from service.pruning import PruningPlan
@@ -125,6 +126,8 @@ class Planner:
                  scoring_cost: ScoringCost):
         self.config, self.limits = config, config.limits
         self.generator, self.catalog, self.scoring_cost = generator, catalog, scoring_cost
+        # Every request with a ban list reads its words: resolved once (service.lexicon).
+        self.bans = {name: ban_words(bans.words, bans.lexicon) for name, bans in config.bans.items()}
 
     async def plan(self, request: RerankRequest, arrived: float | None = None, load: int = 0) -> RerankPlan:
         """Resolve defaults and check the request against the configured limits; the
@@ -177,10 +180,10 @@ class Planner:
         name = self.config.default_bans if asked is None or asked is True else (asked or None)
         if name is None:
             return sampling
-        if name not in self.config.bans:
+        if name not in self.bans:
             raise NotFound(f"bans {name!r} is not a configured ban list", param="bans", code="bans_not_found")
         # Each list holds at most MAX_BAD_WORDS; what the engine can take of both, the generator says.
-        return replace(sampling, bad_words=tuple(dict.fromkeys(sampling.bad_words + self.config.bans[name].resolve())))
+        return replace(sampling, bad_words=tuple(dict.fromkeys(sampling.bad_words + self.bans[name])))
 
     def pruning_plan(self, request: RerankRequest, candidates: int, reward_model: str,
                      floor: int) -> PruningPlan | None:
