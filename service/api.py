@@ -226,9 +226,31 @@ class Routes:
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 
-    async def metrics_targets(self) -> list[dict]:
-        """Prometheus HTTP service discovery: every live node's metrics exporter."""
+    async def metrics_targets(self, request: Request) -> list[dict]:
+        """Prometheus HTTP service discovery: every live node's metrics exporter (the
+        cluster's addresses: with keys configured, it needs one)."""
+        self.authorize(request)
         return await self.metrics_targets_of() if self.metrics_targets_of else []
+
+    def add_docs(self, api: FastAPI) -> None:
+        """/openapi.json, /docs and /redoc, as FastAPI serves them, but behind the keys when
+        keys are configured (the schema names every extension and limit)."""
+        from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+
+        async def openapi(request: Request) -> JSONResponse:
+            self.authorize(request)
+            return JSONResponse(api.openapi())
+
+        async def docs(request: Request) -> Response:
+            self.authorize(request)
+            return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{api.title} - Swagger UI")
+
+        async def redoc(request: Request) -> Response:
+            self.authorize(request)
+            return get_redoc_html(openapi_url="/openapi.json", title=f"{api.title} - ReDoc")
+
+        for path, endpoint in (("/openapi.json", openapi), ("/docs", docs), ("/redoc", redoc)):
+            api.get(path, include_in_schema=False)(endpoint)
 
 
 async def on_api_error(request: Request, exc: APIError) -> JSONResponse:
@@ -276,7 +298,9 @@ def create_api(reranker: Reranker, metrics_targets: Callable[[], Awaitable[list[
                tracer: RequestTracer | None = None) -> FastAPI:
     """The app; `tracer` (default: as configured in `tracing`) records answered requests' spans."""
     routes = Routes(reranker, metrics_targets, tracer or RequestTracer.from_config(reranker.config.tracing))
-    api = FastAPI(title="prune", description="Best-of-N reranking with a style reward model.")
+    # /docs, /redoc and /openapi.json: FastAPI's own, but behind the keys (Routes.add_docs).
+    api = FastAPI(title="prune", description="Best-of-N reranking with a style reward model.",
+                  docs_url=None, redoc_url=None, openapi_url=None)
     api.add_exception_handler(APIError, on_api_error)
     api.add_exception_handler(RequestValidationError, on_validation_error)
     api.add_exception_handler(HTTPException, on_http_error)
@@ -291,6 +315,8 @@ def create_api(reranker: Reranker, metrics_targets: Callable[[], Awaitable[list[
     api.get("/readyz")(routes.readyz)
     api.get("/metrics")(routes.metrics)
     api.get("/metrics/targets")(routes.metrics_targets)
+    if reranker.config.docs:
+        routes.add_docs(api)
     # Outermost first: the body's size, then admission (service.gate), then the app.
     api.add_middleware(AdmissionGate, reranker=reranker, keys=routes.keys)
     api.add_middleware(BodyLimit, max_bytes=reranker.limits.max_body_bytes)

@@ -17,7 +17,7 @@ import sys
 import time
 
 from service import private_apis
-from service.config import ConfigError, ServeFile, VLLMGeneratorConfig, load_serve_file
+from service.config import ConfigError, ServeFile, VLLMGeneratorConfig, check_exposure, load_serve_file
 
 log = logging.getLogger("prune")
 
@@ -102,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     http = dict(serve_file.http_options)
     http["host"] = args.host or http.get("host", "127.0.0.1")
     http["port"] = args.port or http.get("port", 8000)
+    try:
+        check_exposure(http["host"], config)  # --host may open what the file kept on loopback
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
     if isinstance(config.generator, VLLMGeneratorConfig):
         from service.embedded import resolve_model_path

@@ -58,7 +58,8 @@ from service.config.deployments import (  # noqa: F401
     ScorerConfig,
 )
 from service.config.service import (  # noqa: F401
-    _validated,
+    check_exposure,
+    is_loopback,
     load_serve_file,
     parse_config,
     parse_rewards,

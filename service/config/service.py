@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,13 @@ class ServiceConfig(Strict):
         default_factory=list, description="Named API keys read from the environment or a file, each with "
         "optional limits (requests in flight, tokens per minute) shared by every ingress replica."
     )
+    allow_anonymous: bool = Field(
+        False, description="Serve without keys on an address beyond loopback: anyone who reaches the port "
+        "spends the GPU. Without it, such a config must name `callers` with keys from key_env or key_file."
+    )
+    docs: bool = Field(
+        True, description="Serve /docs, /redoc and /openapi.json (with keys configured, they need a key too)."
+    )
     ingress: IngressConfig = Field(default_factory=IngressConfig)
     generator_deployment: DeploymentConfig = Field(default_factory=DeploymentConfig)
     scorer: ScorerConfig = Field(default_factory=ScorerConfig)
@@ -106,6 +114,27 @@ def _validated(model: type[BaseModel], data: dict[str, Any]):
         raise ConfigError("invalid prune config:\n" + "\n".join(lines)) from None
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name: whatever it resolves to, it is not known to be loopback
+        return False
+
+
+def check_exposure(host: str, config: ServiceConfig) -> None:
+    """A service listening beyond loopback needs keys (callers reading them from the
+    environment or a file), or to say `allow_anonymous: true`; ConfigError otherwise."""
+    if is_loopback(host) or config.allow_anonymous or any(c.key_env or c.key_file for c in config.callers):
+        return
+    raise ConfigError(
+        f"http_options.host {host!r} listens beyond loopback without keys: name `callers` whose keys come "
+        "from key_env or key_file (README: API keys), or set `allow_anonymous: true` to serve anyone who "
+        "reaches the port"
+    )
+
+
 def parse_config(args: dict[str, Any]) -> ServiceConfig:
     return _validated(ServiceConfig, args)
 
@@ -133,6 +162,7 @@ def load_serve_file(path: str | Path) -> tuple[ServeFile, ServiceConfig]:
     if len(apps) != 1:
         raise ConfigError(f"{path}: expected one application with import_path service.app:build_app")
     config = parse_config(apps[0].get("args") or {})
+    check_exposure(str(serve_file.http_options.get("host", "127.0.0.1")), config)
     for deployment in apps[0].get("deployments") or []:
         if deployment.get("name") == "scorer" and "user_config" in deployment:
             parse_rewards(deployment["user_config"])  # the reward models that will really be served

@@ -66,6 +66,29 @@ def test_api_keys_are_enforced_when_configured():
     assert r.status_code == 200
 
 
+OPEN_TO_PROBES = ["/healthz", "/readyz", "/metrics"]  # liveness, readiness and scrapes carry no key
+BEHIND_KEYS = ["/openapi.json", "/docs", "/redoc", "/metrics/targets", "/v1/models", "/v1/reward_models"]
+
+
+def test_with_keys_only_probes_and_scrapes_answer_without_one():
+    client = make_client(api_keys=["sekret"])
+    key = {"Authorization": "Bearer sekret"}
+    for path in BEHIND_KEYS:
+        r = client.get(path)
+        assert (r.status_code, r.json()["error"]["type"]) == (401, "authentication_error"), path
+        assert client.get(path, headers=key).status_code == 200, path
+    assert client.get("/openapi.json", headers=key).json()["info"]["title"] == "prune"
+    for path in OPEN_TO_PROBES:
+        assert client.get(path).status_code == 200, path
+    # Without keys (loopback, the default) everything answers anyone.
+    assert all(make_client().get(path).status_code == 200 for path in BEHIND_KEYS + OPEN_TO_PROBES)
+
+
+def test_the_docs_can_be_switched_off():
+    client = make_client(docs=False)
+    assert [client.get(path).status_code for path in ("/openapi.json", "/docs", "/redoc")] == [404] * 3
+
+
 def test_callers_keys_come_from_the_environment_and_their_limits_answer_429_with_retry_after(monkeypatch):
     import threading
 

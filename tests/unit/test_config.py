@@ -92,3 +92,33 @@ def test_bad_autoscaling_is_refused_naming_the_field(deployment, field):
     with pytest.raises(ConfigError) as info:
         parse_config({"scorer": deployment})
     assert field in str(info.value)
+
+
+@pytest.mark.parametrize("host, args, refused", [
+    ("127.0.0.1", {}, False),
+    ("localhost", {}, False),
+    ("::1", {}, False),
+    ("0.0.0.0", {}, True),
+    ("10.1.2.3", {"api_keys": ["plaintext-in-a-file"]}, True),  # a key in the deploy file is not a secret
+    ("0.0.0.0", {"callers": [{"name": "a", "key_env": "PRUNE_KEY"}]}, False),
+    ("0.0.0.0", {"callers": [{"name": "a", "key_file": "/run/secrets/key"}]}, False),
+    ("0.0.0.0", {"allow_anonymous": True}, False),
+])
+def test_listening_beyond_loopback_needs_keys_or_an_explicit_allow_anonymous(tmp_path, host, args, refused):
+    path = tmp_path / "serve.yaml"
+    path.write_text(yaml.safe_dump({"http_options": {"host": host, "port": 8000}, "applications": [
+        {"name": "prune", "import_path": "service.app:build_app", "args": {"generator": {"kind": "fake"}} | args}]}))
+    if not refused:
+        load_serve_file(path)
+        return
+    with pytest.raises(ConfigError) as info:
+        load_serve_file(path)
+    assert "http_options.host" in str(info.value) and "allow_anonymous" in str(info.value)
+
+
+def test_the_launcher_checks_the_host_it_was_given_on_the_command_line(capsys):
+    from service.serve import main
+
+    assert main([str(DEPLOY / "local.yaml"), "--host", "0.0.0.0"]) == 2  # local.yaml names no callers
+    assert "http_options.host '0.0.0.0' listens beyond loopback" in capsys.readouterr().err
+

@@ -52,6 +52,17 @@ def test_the_rayservice_has_the_fields_kuberay_requires(rayservice):
     assert any(model.startswith(m["mountPath"] + "/") for m in container["volumeMounts"])
 
 
+def test_the_rayservice_reads_every_callers_key_from_a_secret_where_the_ingress_runs(rayservice):
+    _, config = load_serve_file(DEPLOY / "gpu.yaml")
+    key_envs = {c.key_env for c in config.callers}
+    assert key_envs and None not in key_envs  # it listens on 0.0.0.0: keys required, none in plaintext
+    cluster = rayservice["spec"]["rayClusterConfig"]
+    for group in cluster["workerGroupSpecs"]:  # the head runs no replicas (num-cpus 0)
+        env = {e["name"]: e for e in group["template"]["spec"]["containers"][0]["env"]}
+        for name in key_envs:
+            assert "secretKeyRef" in env[name]["valueFrom"], (group["groupName"], name)
+
+
 def test_probes_and_the_pod_monitor_point_at_prunes_endpoints(rayservice):
     api_paths = {"/healthz", "/readyz"}  # service/api.py: liveness and readiness
     gpu_worker = rayservice["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
