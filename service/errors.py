@@ -85,8 +85,16 @@ class PayloadTooLarge(APIError):
 
 
 class Overloaded(APIError):
+    """503: not now. Always says when to come back: the computed Retry-After where there is
+    one, else a retry in `retry_after_s` (a part restarting or loading: seconds)."""
+
     status = 503
     type = "server_error"
+
+    def __init__(self, message: str, *, retry_after_s: float = 5.0, **kwargs):
+        super().__init__(message, **kwargs)
+        if "Retry-After" not in self.headers:
+            self.headers = {**self.headers, **retry_after(retry_after_s)}
 
 
 class BudgetExhausted(APIError):

@@ -34,6 +34,11 @@ if TYPE_CHECKING:
     from service.reward.catalog import RewardCatalog
 
 
+# No tokenizer packs more characters than this into a token on average: a prompt longer
+# than the context times this cannot fit, whatever its tokens.
+MAX_CHARS_PER_TOKEN = 32
+
+
 class ScoringCost:
     """Seconds per scored text, per reward model name (a moving average of the
     reward calls seen), so generation stops early enough to score the texts at
@@ -148,6 +153,7 @@ class Planner:
         budget_ms = request.latency_budget_ms or limits.latency_budget_ms_default
         _check_cap("latency_budget_ms", budget_ms, limits.latency_budget_ms_max)
         prompt = request.to_prompt()
+        self.check_prompt_size(prompt)
         if prompt.text is None and prompt.token_ids:  # the reward models read text
             prompt = replace(prompt, text=await self.generator.detokenize(prompt.token_ids))
         floor = self.floor(request.n)
@@ -169,6 +175,18 @@ class Planner:
             offsets=offsets,
             min_chars=limits.min_answer_chars,
         )
+
+    def check_prompt_size(self, prompt: Prompt) -> None:
+        """Cheap checks first: a prompt that cannot fit the model's context is refused before
+        anything decodes or tokenizes it (the generator checks the exact count after)."""
+        context = self.generator.max_model_len
+        if prompt.token_ids is not None and len(prompt.token_ids) >= context:
+            raise reject("prompt", f"the prompt is {len(prompt.token_ids)} tokens; this model's context is {context}",
+                         code="context_length_exceeded")
+        param = "messages" if prompt.messages is not None else "prompt"
+        if prompt.token_ids is None and prompt.characters > context * MAX_CHARS_PER_TOKEN:
+            raise reject(param, f"the prompt is {prompt.characters} characters: more than this model's context of "
+                         f"{context} tokens can hold", code="context_length_exceeded")
 
     def floor(self, n: int) -> int:
         """The fewest candidates a request of n choices runs: the one floor of adaptive

@@ -20,6 +20,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from service.errors import BadRequest
+
+# A banned word or phrase is tokenized for the engine: long ones are refused before that.
+MAX_BAD_WORD_CHARS = 100
 from service.types import Prompt, SamplingSpec, check_checkpoints
 
 
@@ -107,8 +110,10 @@ class RerankRequest(BaseModel, ABC):
     min_tokens: int = Field(0, ge=0, description="Tokens before EOS or a stop may end a candidate; <= max_tokens.")
     logit_bias: dict[str, float] | None = Field(None, description="Token id (as a string) -> bias in [-100, 100].")
     stop_token_ids: list[Annotated[int, Field(ge=0)]] | None = Field(None, max_length=64)
-    bad_words: list[str] | None = Field(None, max_length=64, description="Words never sampled (banned in the "
-                                        "engine, with the request's ban list).")
+    bad_words: list[Annotated[str, Field(max_length=MAX_BAD_WORD_CHARS)]] | None = Field(
+        None, max_length=64, description="Words never sampled (banned in the engine, with the request's ban list); "
+        f"each at most {MAX_BAD_WORD_CHARS} characters."
+    )
     ignore_eos: bool = False
     include_stop_str_in_output: bool = False
     skip_special_tokens: bool = True
@@ -399,5 +404,5 @@ def now() -> int:
     return int(time.time())
 
 
-def reject(param: str, message: str) -> BadRequest:
-    return BadRequest(message, param=param, code="invalid_value")
+def reject(param: str, message: str, code: str = "invalid_value") -> BadRequest:
+    return BadRequest(message, param=param, code=code)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
@@ -26,6 +27,9 @@ from service.types import Candidate, Prompt, SamplingSpec
 
 if TYPE_CHECKING:
     from service.reward.catalog import RewardCatalog
+
+
+log = logging.getLogger(__name__)
 
 
 class GeneratorServiceError(APIError):
@@ -56,7 +60,8 @@ class OpenAIGenerator(RacingGenerator):
         except httpx.HTTPError:
             ready = False
         if not ready:
-            raise Overloaded(f"the generator server at {self.config.url} is not answering", code="engine_unavailable")
+            log.warning("the generator server at %s is not answering", self.config.url)
+            raise Overloaded("the generator server is not answering", code="engine_unavailable")
 
     def request(self, prompt: Prompt, sampling: SamplingSpec, i: int) -> tuple[str, dict[str, Any]]:
         """Candidate i's endpoint and body."""
@@ -93,7 +98,7 @@ class OpenAIGenerator(RacingGenerator):
         try:
             response = await self.client.post("/detokenize", json={"model": self.model_name, "tokens": list(token_ids)})
         except httpx.HTTPError as exc:
-            raise GeneratorServiceError(f"generator server at {self.config.url} failed: {type(exc).__name__}") from None
+            raise self.failed(type(exc).__name__) from None
         answer = json_or_none(await response.aread())
         if response.status_code == 404:
             return await super().detokenize(token_ids)  # not vLLM's server: token prompts are refused
@@ -170,16 +175,20 @@ class OpenAIGenerator(RacingGenerator):
                             progress.prompt_tokens = usage["prompt_tokens"]
                         progress.update(i, text, pieces if counted is None else counted)
             except httpx.HTTPError as exc:  # unreachable, timed out, or the stream broke off
-                failure = f"generator server at {self.config.url} failed: {type(exc).__name__}"
-                raise GeneratorServiceError(failure) from None
+                raise self.failed(type(exc).__name__) from None
         tokens = pieces if counted is None else counted
         return Candidate(i, text, reason or "stop", tokens, prompt_tokens=progress.prompt_tokens)
+
+    def failed(self, what: str) -> GeneratorServiceError:
+        """A 502 naming the generator server by its role; its address goes to the log only."""
+        log.warning("the generator server at %s failed: %s", self.config.url, what)
+        return GeneratorServiceError(f"the generator server failed: {what}")
 
     def refusal(self, status: int, answer: Any, prompt: Prompt) -> APIError:
         """The server's own 4xx, with its message and parameter (the prompt's, if it
         names none); anything else is a 502."""
         if status not in (400, 404, 422):
-            return GeneratorServiceError(f"generator server at {self.config.url} answered HTTP {status}")
+            return self.failed(f"HTTP {status}")
         try:
             error = answer["error"]
             message, param = str(error["message"]), error.get("param")

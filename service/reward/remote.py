@@ -13,6 +13,8 @@ errors and malformed answers raise RewardServiceError: never a silent zero.
 
 from __future__ import annotations
 
+import logging
+
 from typing import Any, Sequence
 
 import httpx
@@ -21,6 +23,9 @@ from service.config import RemoteRewardConfig
 from service.errors import APIError
 from service.reward.base import RewardModel
 from service.types import Prompt, Scores
+
+
+log = logging.getLogger(__name__)
 
 
 class RewardServiceError(APIError):
@@ -77,17 +82,22 @@ class RemoteReward(RewardModel):
             raise RewardServiceError(f"reward service returned {len(values)} scores for {count} texts")
         return values
 
+    def failed(self, what: str) -> RewardServiceError:
+        """A 502 naming the reward service by its role; its address goes to the log only."""
+        log.warning("the reward service at %s %s", self.config.url, what)
+        return RewardServiceError(f"the reward service {what}")
+
     async def score(self, prompt: Prompt, completions: Sequence[str]) -> Scores:
         texts = [render(prompt, c) for c in completions]
         path, body = self.request(texts)
         try:
             response = await self.client.post(path, json=body)
         except httpx.TimeoutException:
-            raise RewardServiceError(f"reward service at {self.config.url} timed out after {self.config.timeout_s} s") from None
+            raise self.failed(f"timed out after {self.config.timeout_s} s") from None
         except httpx.HTTPError as exc:
-            raise RewardServiceError(f"reward service at {self.config.url} unreachable: {type(exc).__name__}") from None
+            raise self.failed(f"unreachable: {type(exc).__name__}") from None
         if response.status_code != 200:
-            raise RewardServiceError(f"reward service at {self.config.url} answered HTTP {response.status_code}")
+            raise self.failed(f"answered HTTP {response.status_code}")
         try:
             answer = response.json()
         except ValueError:

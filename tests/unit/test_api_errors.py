@@ -147,3 +147,28 @@ def test_non_text_message_parts_are_a_400_naming_the_part(client, path, extra, c
     assert r.status_code == 400, r.text
     assert r.json()["error"]["param"] == "messages.0.content"
     assert complete(client).status_code == 200
+
+
+def test_a_prompt_too_long_for_the_context_is_refused_before_it_is_decoded_or_tokenized():
+    client = make_client(generator={"max_model_len": 100}, limits={"max_body_bytes": 100_000})
+    decoded = []
+
+    async def detokenize(token_ids):
+        decoded.append(len(token_ids))
+        return "x"
+
+    client.generator.detokenize = detokenize
+    r = client.post("/v1/completions", json={"model": "fake-model", "prompt": list(range(150)), "max_tokens": 4})
+    assert (r.status_code, r.json()["error"]["param"], r.json()["error"]["code"]) == (
+        400, "prompt", "context_length_exceeded")
+    r = client.post("/v1/chat/completions", json={"model": "fake-model", "max_tokens": 4,
+                                                  "messages": [{"role": "user", "content": "word " * 1000}]})
+    assert (r.status_code, r.json()["error"]["param"]) == (400, "messages")
+    assert decoded == [] and client.generator.samplings == []  # neither decoded nor sent to the generator
+    assert complete(client, max_tokens=4).status_code == 200  # and it still serves
+
+
+def test_a_banned_word_longer_than_a_phrase_is_refused_by_name(client):
+    r = complete(client, bad_words=["ok", "x" * 101])
+    assert (r.status_code, r.json()["error"]["param"]) == (400, "bad_words.1")  # the entry, by its place
+    assert complete(client, bad_words=["x" * 100]).status_code == 200

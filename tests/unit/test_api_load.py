@@ -34,6 +34,7 @@ def test_an_engine_that_is_down_is_alive_but_not_ready(client):
     assert client.get("/healthz").status_code == 200  # the process answers: no restart
     r = client.get("/readyz")
     assert r.status_code == 503 and r.json()["error"]["code"] == "engine_unavailable"  # route elsewhere
+    assert int(r.headers["Retry-After"]) >= 1  # and when to look again
 
 
 def test_a_request_that_cannot_meet_its_deadline_under_load_is_refused_at_once_with_retry_after():

@@ -326,17 +326,20 @@ def test_ready_follows_the_server(server):
         server.up = True
 
 
-def test_an_unreachable_server_is_a_502_and_not_ready():
+def test_an_unreachable_server_is_a_502_and_not_ready(caplog):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{s.getsockname()[1]}"  # nobody listens once the socket closes
     gen = generator(url)
     with pytest.raises(GeneratorServiceError) as info:
         collect(gen, Prompt(text="x"), SamplingSpec(max_tokens=5), 1)
-    assert info.value.status == 502 and url in info.value.message and "ConnectError" in info.value.message
+    assert info.value.status == 502 and "ConnectError" in info.value.message
+    assert url not in info.value.message and "the generator server" in info.value.message  # its role, not its address
+    assert url in caplog.text  # for the operator
     with pytest.raises(Overloaded) as info:
         asyncio.run(gen.check_ready())
     assert info.value.code == "engine_unavailable" and info.value.status == 503
+    assert url not in info.value.message and int(info.value.headers["Retry-After"]) >= 1
 
 
 def test_banned_words_one_token_forms_also_go_to_the_server_as_the_lowest_bias(server):

@@ -134,10 +134,14 @@ def test_remote_timeout_is_a_clear_failure_not_a_zero(reward_server):
         ("http://127.0.0.1:9", "openrlhf", None, "x", "unreachable"),
     ],
 )
-def test_remote_errors_surface(reward_server, url, protocol, model_name, prompt, match):
-    model = RemoteReward(RemoteRewardConfig(url=url or reward_server, protocol=protocol, model=model_name))
-    with pytest.raises(RewardServiceError, match=match):
+def test_remote_errors_surface(reward_server, url, protocol, model_name, prompt, match, caplog):
+    address = url or reward_server
+    model = RemoteReward(RemoteRewardConfig(url=address, protocol=protocol, model=model_name))
+    with pytest.raises(RewardServiceError, match=match) as info:
         run(model.score(Prompt(text=prompt), ["a", "b"]))
+    assert address not in info.value.message  # the client sees the role, the log the address
+    if info.value.message.startswith("the reward service"):  # unreachable or failing: the operator needs the address
+        assert address in caplog.text
 
 
 # --- ensemble ----------------------------------------------------------------------
