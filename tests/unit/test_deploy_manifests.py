@@ -63,6 +63,21 @@ def test_the_rayservice_reads_every_callers_key_from_a_secret_where_the_ingress_
             assert "secretKeyRef" in env[name]["valueFrom"], (group["groupName"], name)
 
 
+def test_the_serve_config_autoscales_within_the_worker_groups_range(rayservice):
+    _, config = load_serve_file(DEPLOY / "gpu.yaml")
+    [gpu] = rayservice["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+    assert rayservice["spec"]["rayClusterConfig"]["enableInTreeAutoscaling"] is True
+    limits = gpu["template"]["spec"]["containers"][0]["resources"]["limits"]
+    gpus, cpus = gpu["maxReplicas"] * int(limits["nvidia.com/gpu"]), gpu["maxReplicas"] * int(limits["cpu"])
+    parts = [config.ingress, config.generator_deployment, config.scorer]
+    assert all(part.autoscaling is not None for part in parts)  # each part grows with its load
+    generator = config.generator_deployment
+    assert generator.autoscaling.min_replicas * generator.num_gpus <= gpu["minReplicas"] * int(limits["nvidia.com/gpu"])
+    assert generator.autoscaling.max_replicas * generator.num_gpus == gpus  # grows to every GPU the group may add
+    # At the most replicas of every part, the CPUs they ask for fit the group at its largest.
+    assert sum(part.autoscaling.max_replicas * part.num_cpus for part in parts) <= cpus
+
+
 def test_probes_and_the_pod_monitor_point_at_prunes_endpoints(rayservice):
     api_paths = {"/healthz", "/readyz"}  # service/api.py: liveness and readiness
     gpu_worker = rayservice["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
