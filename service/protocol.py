@@ -2,9 +2,10 @@
 
 Requests take the sampling fields of OpenAI's API and of vLLM's OpenAI server and
 pass them to the generator (penalties, top_k, min_p, logit_bias, bans, JSON
-outputs, ...). A field OpenAI defines that prune cannot honour yet (echo, suffix,
-tools) is refused with a 400 naming it, never silently ignored; fields OpenAI
-does not define are ignored, so newer clients work. Validators name the
+outputs, ...). Every field OpenAI defines is honoured, refused with a 400 naming
+it (echo, suffix, tools, audio, ...), or accepted and ignored for a reason the
+README's field table gives (store, metadata, ...); fields OpenAI does not define
+are ignored, so newer clients work. Validators name the
 offending parameter. The response bodies built from a selection are in
 service.responses.
 """
@@ -288,6 +289,7 @@ class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[dict[str, Any]] | None = None
+    name: str | None = Field(None, description="Ignored: the chat template reads role and content.")
 
     @field_validator("content")
     @classmethod
@@ -311,11 +313,52 @@ def messages_prompt(messages: list[ChatMessage]) -> Prompt:
     )
 
 
+# OpenAI's chat fields that ask for what prune does not do: a 400 naming the field when set.
+CHAT_REFUSED = {
+    "audio": "prune answers in text only",
+    "reasoning_effort": "the served model does not reason in a separate channel",
+    "verbosity": "answer length is max_tokens and the reward model's choice",
+    "web_search_options": "prune does not search the web",
+    "moderation": "prune runs no moderation",
+}
+
+
 class ChatCompletionRequest(RerankRequest):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     logprobs: bool | None = Field(None, description="Log probabilities of the chosen answer's tokens.")
     top_logprobs: int | None = Field(None, ge=0, le=20, description="With logprobs: the k most likely at each place.")
+    # OpenAI fields accepted and ignored, each for the reason the README's field table gives.
+    store: bool | None = Field(None, description="Ignored: prune stores no completions.")
+    metadata: dict[str, str] | None = Field(None, description="Ignored: prune stores no completions to tag.")
+    service_tier: str | None = Field(None, description="Ignored: every request is served alike.")
+    safety_identifier: str | None = Field(None, description="Ignored, like user: not logged, not used.")
+    prompt_cache_key: str | None = Field(None, description="Ignored: the engine's prefix cache needs no key.")
+    prompt_cache_retention: str | None = Field(None, description="Ignored: the engine's prefix cache is its own.")
+    prompt_cache_options: Any = Field(None, description="Ignored: the engine's prefix cache is its own.")
+    parallel_tool_calls: bool | None = Field(None, description="Ignored: tools are refused, so no tool calls.")
+    prediction: Any = Field(None, description="Ignored: a latency hint; the answer is the same without it.")
+    modalities: list[str] | None = Field(None, description='["text"] only (the default).')
+    # Refused when set (CHAT_REFUSED).
+    audio: Any = None
+    reasoning_effort: Any = None
+    verbosity: Any = None
+    web_search_options: Any = None
+    moderation: Any = None
+
+    @field_validator(*CHAT_REFUSED)
+    @classmethod
+    def _not_done(cls, v, info):
+        if v is not None:
+            raise ValueError(f"{info.field_name} is not supported: {CHAT_REFUSED[info.field_name]}")
+        return v
+
+    @field_validator("modalities")
+    @classmethod
+    def _text_only(cls, v):
+        if v is not None and set(v) != {"text"}:
+            raise ValueError("modalities: prune answers in text only")
+        return v
 
     @field_validator("top_logprobs")
     @classmethod
@@ -331,6 +374,9 @@ class ChatCompletionRequest(RerankRequest):
         return messages_prompt(self.messages)
 
     def requested_max_tokens(self) -> int | None:
+        if self.max_tokens is not None and self.max_completion_tokens is not None:  # as OpenAI answers it
+            raise BadRequest("Setting 'max_tokens' and 'max_completion_tokens' at the same time is not supported.",
+                             param="max_tokens", code="invalid_parameter_combination")
         return self.max_completion_tokens or self.max_tokens
 
 

@@ -47,6 +47,14 @@ def test_chat_image_parts_are_rejected():
         ChatCompletionRequest(model="m", messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}])
 
 
-def test_max_completion_tokens_wins_over_max_tokens():
-    req = ChatCompletionRequest(model="m", messages=[{"role": "user", "content": "x"}], max_tokens=5, max_completion_tokens=9)
-    assert req.requested_max_tokens() == 9
+def test_max_tokens_with_max_completion_tokens_is_refused_as_openai_refuses_it():
+    from service.errors import BadRequest
+
+    def asked(**limits):
+        return ChatCompletionRequest(model="m", messages=[{"role": "user", "content": "x"}], **limits)
+
+    assert asked(max_completion_tokens=9).requested_max_tokens() == 9
+    assert asked(max_tokens=5).requested_max_tokens() == 5  # deprecated by OpenAI for chat, still taken
+    with pytest.raises(BadRequest) as refused:
+        asked(max_tokens=5, max_completion_tokens=9).requested_max_tokens()
+    assert (refused.value.param, refused.value.code) == ("max_tokens", "invalid_parameter_combination")
