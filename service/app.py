@@ -32,8 +32,11 @@ def build_app(args: dict[str, Any]) -> serve.Application:
     # Ray starts workers at nice 15, which on a small machine puts the engine behind
     # Ray's own housekeeping: replicas run at their deployment's niceness (default 0).
     def runtime_env(niceness: int) -> dict[str, Any]:
-        return {"env_vars": {node_metrics.FOLDER_ENV: str(folder), node_metrics.PORT_ENV: str(config.metrics_port),
-                             "RAY_worker_niceness": str(niceness)}}
+        env = {node_metrics.FOLDER_ENV: str(folder), node_metrics.PORT_ENV: str(config.metrics_port),
+               "RAY_worker_niceness": str(niceness)}
+        if config.metrics_token_env:  # the name only: the token stays in the node's environment
+            env[node_metrics.TOKEN_ENV_ENV] = config.metrics_token_env
+        return {"env_vars": env}
 
     def options(deployment_config) -> dict[str, Any]:
         opts = deployment_config.ray_options()

@@ -18,6 +18,7 @@ the test suite's local cluster.
 from __future__ import annotations
 
 import fcntl
+import hmac
 import logging
 import os
 import socket
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 FOLDER_ENV = "PRUNE_METRICS_DIR"  # the base folder; each node writes into <base>/node-<id>
 PORT_ENV = "PRUNE_METRICS_PORT"
+TOKEN_ENV_ENV = "PRUNE_METRICS_TOKEN_ENV"  # names the variable holding the exporters' bearer token (if any)
 KV_NAMESPACE = "prune_metrics"
 _LOCK_RETRY_S = 2.0
 _started = False
@@ -82,10 +84,43 @@ def serve_node_metrics(registry: Callable[[], CollectorRegistry]) -> None:
                      daemon=True, name="prune-node-metrics").start()
 
 
+def exporter_app(registry: CollectorRegistry, token: str | None) -> Callable:
+    """The node's metrics as a WSGI app; with a `token`, only for `Authorization: Bearer <token>`
+    (Prometheus's `authorization`), so that the node's address does not hand its metrics to anyone."""
+    from prometheus_client import make_wsgi_app
+
+    app = make_wsgi_app(registry)
+    if not token:
+        return app
+    expected = f"Bearer {token}".encode()
+
+    def guarded(environ, start_response):
+        if not hmac.compare_digest(environ.get("HTTP_AUTHORIZATION", "").encode(), expected):
+            start_response("401 Unauthorized", [("Content-Type", "text/plain"), ("WWW-Authenticate", "Bearer")])
+            return [b"missing or invalid bearer token\n"]
+        return app(environ, start_response)
+
+    return guarded
+
+
+def _start_exporter(app: Callable, addr: str, port: int):
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from prometheus_client.exposition import ThreadingWSGIServer
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args):  # one line per scrape is noise
+            pass
+
+    server = make_server(addr, port, app, ThreadingWSGIServer, handler_class=Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True, name="prune-node-exporter").start()
+    return server
+
+
 def _serve_when_elected(node_registry: Callable[[], CollectorRegistry], folder: Path, port: int, node_id: str,
                         node_ip: str) -> None:
-    from prometheus_client import start_http_server
-
+    token_env = os.environ.get(TOKEN_ENV_ENV)
+    app = exporter_app(node_registry(), os.environ.get(token_env) if token_env else None)
     lock = open(folder / "exporter.lock", "a+")  # held (never closed) for the life of this process
     while True:
         try:
@@ -94,10 +129,10 @@ def _serve_when_elected(node_registry: Callable[[], CollectorRegistry], folder: 
         except BlockingIOError:
             time.sleep(_LOCK_RETRY_S)
     try:
-        server, _ = start_http_server(port, addr=node_ip, registry=node_registry())
+        server = _start_exporter(app, node_ip, port)
     except OSError:  # the port is taken (another Ray node on this machine): any free one; discovery tells
         log.warning("metrics port %s is in use on %s; serving this node's metrics on a free port", port, node_ip)
-        server, _ = start_http_server(0, addr=node_ip, registry=node_registry())
+        server = _start_exporter(app, node_ip, 0)
     address = f"{node_ip}:{server.server_port}"
     private_apis.kv_put(node_id, address, namespace=KV_NAMESPACE)
     log.info("serving this node's metrics at http://%s/metrics", address)

@@ -80,6 +80,10 @@ class ServiceConfig(Strict):
         9464, ge=0, le=65535, description="Port of each node's metrics exporter (prune_ metrics of that node's "
         "replicas); taken, or 0: any free port. GET /metrics/targets lists them for Prometheus."
     )
+    metrics_token_env: str | None = Field(
+        None, description="Environment variable holding a bearer token each node's metrics exporter then "
+        "requires (Prometheus `authorization`); null: the exporters answer anyone who reaches the port."
+    )
     fallback_reward: RewardConfig | None = Field(
         default_factory=SlopRewardConfig,
         description="Scores in the ingress when the scorer is unavailable or has scored nothing when selection "

@@ -78,6 +78,16 @@ def test_the_serve_config_autoscales_within_the_worker_groups_range(rayservice):
     assert sum(part.autoscaling.max_replicas * part.num_cpus for part in parts) <= cpus
 
 
+def test_the_pod_monitor_sends_the_token_the_exporters_require(rayservice):
+    _, config = load_serve_file(DEPLOY / "gpu.yaml")
+    assert config.metrics_token_env
+    [endpoint] = read_yaml("kuberay/podmonitor.yaml")["spec"]["podMetricsEndpoints"]
+    assert endpoint["authorization"]["type"] == "Bearer"
+    for group in rayservice["spec"]["rayClusterConfig"]["workerGroupSpecs"]:
+        env = {e["name"]: e for e in group["template"]["spec"]["containers"][0]["env"]}
+        assert env[config.metrics_token_env]["valueFrom"]["secretKeyRef"] == endpoint["authorization"]["credentials"]
+
+
 def test_probes_and_the_pod_monitor_point_at_prunes_endpoints(rayservice):
     api_paths = {"/healthz", "/readyz"}  # service/api.py: liveness and readiness
     gpu_worker = rayservice["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
