@@ -4,7 +4,7 @@ Requests take the sampling fields of OpenAI's API and of vLLM's OpenAI server an
 pass them to the generator (penalties, top_k, min_p, logit_bias, bans, JSON
 outputs, ...). Every field OpenAI defines is honoured, refused with a 400 naming
 it (echo, suffix, tools, audio, ...), or accepted and ignored for a reason the
-README's field table gives (store, metadata, ...); fields OpenAI does not define
+field table of docs/api.md gives (store, metadata, ...); fields OpenAI does not define
 are ignored, so newer clients work. Validators name the
 offending parameter. The response bodies built from a selection are in
 service.responses.
@@ -328,7 +328,7 @@ class ChatCompletionRequest(RerankRequest):
     max_completion_tokens: int | None = Field(None, ge=1)
     logprobs: bool | None = Field(None, description="Log probabilities of the chosen answer's tokens.")
     top_logprobs: int | None = Field(None, ge=0, le=20, description="With logprobs: the k most likely at each place.")
-    # OpenAI fields accepted and ignored, each for the reason the README's field table gives.
+    # OpenAI fields accepted and ignored, each for the reason docs/api.md's field table gives.
     store: bool | None = Field(None, description="Ignored: prune stores no completions.")
     metadata: dict[str, str] | None = Field(None, description="Ignored: prune stores no completions to tag.")
     service_tier: str | None = Field(None, description="Ignored: every request is served alike.")

@@ -125,7 +125,7 @@ class PartialOffsetsConfig(Strict):
 
 # The default `style` ensemble: each member's scale on the reference corpus and its weight, both from
 # `python -m service.reward.train --lamp PATH` (weights fit on LAMP's training judgements and the
-# project's own training pairs; README "How good is the judge").
+# project's own training pairs; docs/configuration.md "How good is the judge").
 STYLE_MEMBERS = [
     {"name": "slop", "weight": 1.306, "mean": -1.1365, "std": 2.6856},
     {"name": "style-head", "weight": 1.275, "mean": -1.3859, "std": 2.913},

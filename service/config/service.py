@@ -134,7 +134,7 @@ def check_exposure(host: str, config: ServiceConfig) -> None:
         return
     raise ConfigError(
         f"http_options.host {host!r} listens beyond loopback without keys: name `callers` whose keys come "
-        "from key_env or key_file (README: API keys), or set `allow_anonymous: true` to serve anyone who "
+        "from key_env or key_file (docs/api.md: Callers), or set `allow_anonymous: true` to serve anyone who "
         "reaches the port"
     )
 

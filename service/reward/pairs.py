@@ -11,7 +11,7 @@ from pathlib import Path
 SHIPPED_PAIRS = Path(__file__).parent / "data" / "style_pairs.jsonl"
 # Length-matched pairs of subtle flaws (hedges, generic, sycophancy, padding, voice, slop-word traps).
 HARD_PAIRS = sorted((Path(__file__).parent / "data" / "hard").glob("*.jsonl"))
-HOLDOUT = 0.3  # share of prompts never trained on: the held-out accuracy in the README
+HOLDOUT = 0.3  # share of prompts never trained on: the held-out accuracy in docs/configuration.md
 
 
 class PairsError(ValueError):

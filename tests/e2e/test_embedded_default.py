@@ -36,6 +36,30 @@ def metric(service, name, **labels):
     return sample(httpx.get(f"{service.url}/metrics", timeout=10).text, name, **labels)
 
 
+def same(shown, answered, where="answer"):
+    """Equal, floats to within 0.002 (a text's reward scored in another batch can move in the 4th decimal)."""
+    if isinstance(shown, float) or isinstance(answered, float):
+        assert answered == pytest.approx(shown, abs=2e-3), where
+    elif isinstance(shown, dict):
+        assert set(shown) == set(answered), where
+        for key in shown:
+            same(shown[key], answered[key], f"{where}.{key}")
+    elif isinstance(shown, list):
+        assert len(shown) == len(answered), where
+        for i, (a, b) in enumerate(zip(shown, answered)):
+            same(a, b, f"{where}[{i}]")
+    else:
+        assert shown == answered, where
+
+
+def test_the_readme_shows_what_the_embedded_default_answers(service):
+    from loadtests.readme_example import ask, readme_answer
+
+    shown = readme_answer((ROOT / "README.md").read_text())
+    assert shown["reranking"]["candidates"], "the README shows the candidates"
+    same(shown, ask(service.url))
+
+
 def test_completion_is_reranked(service):
     r = post(service, "/v1/completions", {"model": MODEL, "prompt": "Write one sentence about rain.",
                                           "best_of": 3, "max_tokens": 16, "seed": 7, "return_candidates": True})

@@ -55,7 +55,7 @@ def service(tmp_path_factory):
     os.environ["PRUNE_TEST_LIMITED_KEY"] = "limited-key"  # the service process inherits it
     # Ray's Python proxy in front: its hang-up and replica-kill behaviour is what this module
     # asserts (behind HAProxy, the default, a client's hang-up reaches the ingress only when
-    # the answer is written; README "Overload and failures").
+    # the answer is written; docs/operations.md "Overload and failures").
     proc = ServiceProcess(path, tmp / "service.log", ready_timeout_s=180, front_door="proxy")
     yield proc
     code, strays = proc.stop()
