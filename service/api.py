@@ -105,8 +105,13 @@ class Routes:
         return BackgroundTask(self.trace, plan, selection, request.scope["path"])
 
     def trace(self, plan: RerankPlan, selection: Selection, route: str) -> None:
-        if self.tracer is not None:
+        """After the answer is out: a failure here is logged, never sent (the answer is whole)."""
+        if self.tracer is None:
+            return
+        try:
             self.tracer.record(plan, selection, time.time(), route)
+        except Exception as exc:
+            log.error("recording the request's trace failed: %s", type(exc).__name__, exc_info=exc)
 
     async def stream(self, req: RerankRequest, request: Request, shape: ResponseShape) -> Response:
         """A stream begins when its text is decided: at the commit, or at selection. What

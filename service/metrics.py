@@ -56,7 +56,8 @@ BEST_OF = Histogram(
     buckets=(1, 2, 4, 8, 16, 32, 64),
 )
 ADAPTIVE_REDUCTIONS = Counter(
-    "prune_adaptive_reductions", "Requests given fewer candidates than asked because the generator was saturated."
+    "prune_adaptive_reductions", "Requests given fewer candidates than asked (the generator saturated, or admission "
+    "fitting the request into its deadline); each counted once."
 )
 SCORER_BATCH_SIZE = Histogram(
     "prune_scorer_batch_size", "Completions per reward call of the scorer deployment (across requests).",

@@ -112,7 +112,10 @@ def _start_exporter(app: Callable, addr: str, port: int):
         def log_message(self, *args):  # one line per scrape is noise
             pass
 
-    server = make_server(addr, port, app, ThreadingWSGIServer, handler_class=Quiet)
+    class Server(ThreadingWSGIServer):  # IPv4 or IPv6, as the node's address is
+        address_family = socket.getaddrinfo(addr, port, type=socket.SOCK_STREAM)[0][0]
+
+    server = make_server(addr, port, app, Server, handler_class=Quiet)
     threading.Thread(target=server.serve_forever, daemon=True, name="prune-node-exporter").start()
     return server
 
@@ -120,7 +123,12 @@ def _start_exporter(app: Callable, addr: str, port: int):
 def _serve_when_elected(node_registry: Callable[[], CollectorRegistry], folder: Path, port: int, node_id: str,
                         node_ip: str) -> None:
     token_env = os.environ.get(TOKEN_ENV_ENV)
-    app = exporter_app(node_registry(), os.environ.get(token_env) if token_env else None)
+    token = os.environ.get(token_env, "").strip() if token_env else None
+    if token_env and not token:  # a token was asked for: never serve the node's metrics without it
+        log.error("metrics_token_env names %s, which is unset or empty here: this node's metrics are not served",
+                  token_env)
+        return
+    app = exporter_app(node_registry(), token)
     lock = open(folder / "exporter.lock", "a+")  # held (never closed) for the life of this process
     while True:
         try:

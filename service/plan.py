@@ -1,6 +1,6 @@
 """A request's plan: everything decided about it before any candidate is sampled.
 
-    plan = await planner.plan(request, arrived, load)   # checks, defaults, budget, schedules
+    plan = await planner.plan(request, arrived)          # checks, defaults, budget, schedules
     ticket = ...                                          # admission's word (service.admission)
     selection = await reranker.run(replace(plan, ticket=ticket))
 
@@ -88,6 +88,7 @@ class RerankPlan:
     commit: CommitPlan | None = None  # streams: when to commit to the leaders (service.commit)
     offsets: PartialOffsets | None = None  # how the reward model overrates cut texts (service.partials)
     min_chars: int = 1  # fewer characters besides whitespace: degenerate (service.ranking)
+    engine_load: int = 0  # candidates the generator was running when the plan was sized (admission's too)
     ticket: Ticket | None = None  # set once admission took it on
 
     @property
@@ -134,10 +135,11 @@ class Planner:
         # Every request with a ban list reads its words: resolved once (service.lexicon).
         self.bans = {name: ban_words(bans.words, bans.lexicon) for name, bans in config.bans.items()}
 
-    async def plan(self, request: RerankRequest, arrived: float | None = None, load: int = 0) -> RerankPlan:
+    async def plan(self, request: RerankRequest, arrived: float | None = None) -> RerankPlan:
         """Resolve defaults and check the request against the configured limits; the
-        budget counts from `arrived` (wall clock; now if not given), and `load` (the
-        generator's running candidates) sizes adaptive best_of."""
+        budget counts from `arrived` (wall clock; now if not given). The generator's load
+        is read once, after the checks (a request at fault hears so, even while the
+        generator is down), and sizes adaptive best_of."""
         arrived = time.time() if arrived is None else arrived
         limits = self.limits
         if request.model != self.generator.model_name:
@@ -157,6 +159,7 @@ class Planner:
         if prompt.text is None and prompt.token_ids:  # the reward models read text
             prompt = replace(prompt, text=await self.generator.detokenize(prompt.token_ids))
         floor = self.floor(request.n)
+        load = await self.generator.load()
         candidates = adaptive_best_of(best_of, floor, limits.saturation_candidates, load)
         offsets = PartialOffsets.of(self.config.partial_offsets.get(reward_model))
         return RerankPlan(
@@ -174,6 +177,7 @@ class Planner:
             commit=self.commit_plan(request, reward_model, offsets),
             offsets=offsets,
             min_chars=limits.min_answer_chars,
+            engine_load=load,
         )
 
     def check_prompt_size(self, prompt: Prompt) -> None:

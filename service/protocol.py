@@ -21,10 +21,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from service.errors import BadRequest
+from service.types import Prompt, SamplingSpec, check_checkpoints
 
 # A banned word or phrase is tokenized for the engine: long ones are refused before that.
 MAX_BAD_WORD_CHARS = 100
-from service.types import Prompt, SamplingSpec, check_checkpoints
 
 
 class PruningRequest(BaseModel):

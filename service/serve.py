@@ -17,13 +17,20 @@ import sys
 import time
 
 from service import private_apis
-from service.config import ConfigError, ServeFile, VLLMGeneratorConfig, check_exposure, load_serve_file
+from service.config import (
+    ConfigError,
+    ServeFile,
+    ServiceConfig,
+    VLLMGeneratorConfig,
+    check_exposure,
+    load_serve_file,
+)
 
 log = logging.getLogger("prune")
 
 # How HTTP reaches the ingress (`--front-door`). Ray Serve reads these flags when it
 # starts, so they are set before Ray is; on a cluster, put them in every node's
-# environment (deploy/kuberay/rayservice.yaml does).
+# environment (deploy/kuberay/rayservice.yaml keeps Ray's Python proxy).
 FRONT_DOORS = {
     # HAProxy (bundled with Ray Serve) listens on the HTTP port and forwards to each ingress
     # replica's own HTTP server: no Python proxy and no Ray call in front of admission.
@@ -81,6 +88,17 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def read_config(args: argparse.Namespace) -> tuple[ServeFile, ServiceConfig, dict]:
+    """The config file, prune's config in it, and the HTTP options it will listen with
+    (the file's, or --host/--port), checked: keys are required beyond loopback."""
+    serve_file, config = load_serve_file(args.config)
+    http = dict(serve_file.http_options)
+    http["host"] = args.host or http.get("host", "127.0.0.1")
+    http["port"] = args.port or http.get("port", 8000)
+    check_exposure(http["host"], config)
+    return serve_file, config, http
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service.serve", description=__doc__.split("\n")[0])
     parser.add_argument("config", help="a Ray Serve config file from deploy/")
@@ -91,20 +109,14 @@ def main(argv: list[str] | None = None) -> int:
                         default=os.environ.get("PRUNE_FRONT_DOOR", "haproxy"),
                         help="what serves HTTP in front of the ingress (default haproxy; env PRUNE_FRONT_DOOR)")
     args = parser.parse_args(argv)
+    if args.front_door not in FRONT_DOORS:  # argparse checks the flag, not a default from the environment
+        parser.error(f"PRUNE_FRONT_DOOR: {args.front_door!r} is not one of {', '.join(sorted(FRONT_DOORS))}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s prune %(message)s", datefmt="%H:%M:%S")
 
     started = time.time()
     try:
-        serve_file, config = load_serve_file(args.config)
+        serve_file, config, http = read_config(args)
     except (ConfigError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    http = dict(serve_file.http_options)
-    http["host"] = args.host or http.get("host", "127.0.0.1")
-    http["port"] = args.port or http.get("port", 8000)
-    try:
-        check_exposure(http["host"], config)  # --host may open what the file kept on loopback
-    except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

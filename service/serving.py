@@ -54,7 +54,7 @@ class Reranker:
 
     async def plan(self, request: RerankRequest, arrived: float | None = None) -> RerankPlan:
         """The request's plan, not admitted (benchmarks and tests run it as it is)."""
-        return await self.planner.plan(request, arrived, await self.generator.load())
+        return await self.planner.plan(request, arrived)
 
     @contextlib.asynccontextmanager
     async def admit(
@@ -63,12 +63,11 @@ class Reranker:
         """Plan the request and take it on for the duration of the block, or refuse it
         at once: 429 + Retry-After past the caller's own limits, 503 + Retry-After when
         it cannot be answered by its deadline. The plan comes with admission's ticket."""
-        engine_load = await self.generator.load()  # read once: it sizes the plan and the books alike
-        plan = await self.planner.plan(request, arrived, engine_load)
+        plan = await self.planner.plan(request, arrived)  # the generator's load, read once, sizes it and the books
         try:
             async with self.callers.hold(caller, plan.token_allowance, plan.budget.answer_by.at) as lease:
                 lease.used(0)  # refused for capacity: every token comes back to the caller
-                with self.capacity.reserve(plan, engine_load) as ticket:  # nothing awaited since the decision
+                with self.capacity.reserve(plan, plan.engine_load) as ticket:  # nothing awaited since the decision
                     lease.used(None)  # all of them unless run() reports what was used
                     admitted = replace(plan, ticket=replace(ticket, lease=lease, admitted_at=time.time()))
                     if admitted.effective_best_of < plan.best_of:  # adaptive best_of, counted once per request

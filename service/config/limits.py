@@ -24,7 +24,9 @@ class Limits(Strict):
         0, ge=0, description="Adaptive best_of: candidates generating at once past which new requests get "
         "fewer (0: off)."
     )
-    best_of_floor: int = Field(1, ge=1, description="Adaptive best_of never goes below this (nor below n).")
+    best_of_floor: int = Field(
+        1, ge=1, description="Adaptive best_of, admission and pruning never leave fewer candidates (nor fewer than n)."
+    )
     response_margin_ms: int = Field(
         300, ge=0, description="Selection aims to finish this long before the deadline, leaving time for the "
         "answer to travel back through Ray and HTTP (at most a quarter of the budget)."

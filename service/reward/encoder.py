@@ -108,4 +108,6 @@ class EncoderPool:
 
 # One per process: every reward model and training run that reads the same encoder on the
 # same device shares it, so it is loaded once (a service reloading its catalog, a test session).
+# Encoders are kept for the life of the process: a scorer reconfigured to another encoder
+# holds both (small: MiniLM is 90 MB).
 ENCODERS = EncoderPool()

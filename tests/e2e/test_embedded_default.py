@@ -162,7 +162,7 @@ def test_no_empty_winner_on_a_tight_budget_for_a_long_story(service):
     body = {"model": MODEL, "prompt": "Tell a long story about a ship.", "max_tokens": 400, "best_of": 8,
             "seed": 5, "return_candidates": True}
     checked = 0
-    for budget_ms in (800, 2000):
+    for budget_ms in (800, 5000):  # 5 s: an idle engine always has text by then
         r = post(service, "/v1/completions", body | {"latency_budget_ms": budget_ms})
         if r.status_code != 200:  # refused or nothing by the deadline on a slow machine: not a wrong answer
             assert r.status_code in (503, 504), r.text

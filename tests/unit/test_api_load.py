@@ -129,3 +129,16 @@ def test_reranking_reports_the_deadline_used(client):
     rr = complete(client, latency_budget_ms=4000).json()["reranking"]
     assert rr["budget_ms"] == 4000 and before + 4000 - 50 <= rr["deadline_ms"] <= time.time() * 1000 + 4000
     assert rr["candidates_pruned"] == 0 and rr["stopped_early"] is False
+
+
+def test_a_request_at_fault_hears_so_even_while_the_generator_is_down(client):
+    from service.errors import Overloaded
+
+    async def down():
+        raise Overloaded("the generator is unavailable", code="replica_unavailable")
+
+    client.generator.load = down
+    assert complete(client, model="no-such-model").status_code == 404
+    assert complete(client, best_of=99).json()["error"]["param"] == "best_of"
+    r = complete(client)  # a request with nothing wrong: the generator's state, at once
+    assert r.status_code == 503 and int(r.headers["Retry-After"]) >= 1

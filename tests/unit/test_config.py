@@ -104,21 +104,25 @@ def test_bad_autoscaling_is_refused_naming_the_field(deployment, field):
     ("0.0.0.0", {"callers": [{"name": "a", "key_file": "/run/secrets/key"}]}, False),
     ("0.0.0.0", {"allow_anonymous": True}, False),
 ])
-def test_listening_beyond_loopback_needs_keys_or_an_explicit_allow_anonymous(tmp_path, host, args, refused):
-    path = tmp_path / "serve.yaml"
-    path.write_text(yaml.safe_dump({"http_options": {"host": host, "port": 8000}, "applications": [
-        {"name": "prune", "import_path": "service.app:build_app", "args": {"generator": {"kind": "fake"}} | args}]}))
+def test_listening_beyond_loopback_needs_keys_or_an_explicit_allow_anonymous(host, args, refused):
+    from service.config import check_exposure
+
+    config = parse_config({"generator": {"kind": "fake"}} | args)
     if not refused:
-        load_serve_file(path)
+        check_exposure(host, config)
         return
     with pytest.raises(ConfigError) as info:
-        load_serve_file(path)
+        check_exposure(host, config)
     assert "http_options.host" in str(info.value) and "allow_anonymous" in str(info.value)
 
 
-def test_the_launcher_checks_the_host_it_was_given_on_the_command_line(capsys):
+def test_the_launcher_checks_the_host_it_listens_on(tmp_path, capsys):
     from service.serve import main
 
     assert main([str(DEPLOY / "local.yaml"), "--host", "0.0.0.0"]) == 2  # local.yaml names no callers
     assert "http_options.host '0.0.0.0' listens beyond loopback" in capsys.readouterr().err
-
+    # A file that listens everywhere without keys: refused as it is (with --host 127.0.0.1 it would start).
+    open_file = tmp_path / "open.yaml"
+    open_file.write_text(yaml.safe_dump({"http_options": {"host": "0.0.0.0"}, "applications": [
+        {"name": "prune", "import_path": "service.app:build_app", "args": {"generator": {"kind": "fake"}}}]}))
+    assert main([str(open_file)]) == 2 and "listens beyond loopback" in capsys.readouterr().err

@@ -116,11 +116,16 @@ def test_a_body_the_gate_cannot_validate_gets_the_apps_400_naming_the_field():
     assert client.reranker.capacity.candidates == 0
 
 
-def test_a_bad_key_is_a_401_before_admission_counts_anything(monkeypatch):
-    client = make_client(api_keys=["secret"])
-    saturate(client.reranker)
-    r = client.post("/v1/completions", json=BODY, headers={"Authorization": "Bearer wrong"})
+def test_a_bad_key_is_a_401_before_admission_counts_anything():
+    app = CountingApp()
+    gate, reranker = gate_over(app)
+    gate.keys = {"secret": "team"}
+    others = saturate(reranker)
+    before = metric(make_client(), "prune_refused_total", reason="capacity")
+    r = asyncio.run(post(gate, headers={"Authorization": "Bearer wrong"}))
     assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+    assert app.calls == 0 and reranker.capacity.admitted == [others]  # nothing entered, nothing put on the books
+    assert metric(make_client(), "prune_refused_total", reason="capacity") == before  # not a capacity refusal
 
 
 def test_gate_refusals_are_counted_like_the_apps_answers():
@@ -133,9 +138,11 @@ def test_gate_refusals_are_counted_like_the_apps_answers():
 
 @pytest.mark.parametrize("path", ["/v1/completions", "/v1/chat/completions"])
 def test_both_reranking_routes_are_admitted_by_the_gate(path):
-    client = make_client()
-    saturate(client.reranker)
     body = BODY if path == "/v1/completions" else {**{k: v for k, v in BODY.items() if k != "prompt"},
                                                     "messages": [{"role": "user", "content": "Hi"}]}
-    r = client.post(path, json=body)
+    app = CountingApp()
+    gate, reranker = gate_over(app)
+    saturate(reranker)
+    r = asyncio.run(post(gate, body, path))
     assert r.status_code == 503 and r.json()["error"]["code"] == "capacity"
+    assert app.calls == 0  # refused at the gate, for either route

@@ -14,6 +14,7 @@ from service import metrics
 
 assert not os.listdir(sys.argv[1]), "importing service.metrics wrote something"
 metrics.CANDIDATES_GENERATED.inc(3)  # before the replica started: not served, dropped
+metrics.REFUSED.labels("capacity").inc(5)  # a labelled one too
 folder = metrics.bind_to_node()
 metrics.CANDIDATES_GENERATED.inc(2)
 metrics.REFUSED.labels("capacity").inc()

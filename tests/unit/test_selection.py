@@ -236,7 +236,7 @@ def test_a_scoring_reserve_stops_generation_early_enough_to_score_partials():
     assert 2.0 - 0.05 < time.monotonic() - began < 2.0 + 0.15
 
 
-def test_a_call_stuck_past_the_deadline_is_a_504_at_the_give_up_time():
+def test_a_call_stuck_past_the_deadline_is_a_504_at_the_deadline():
     # The reward never answers; the fallback scoring has no deadline of its own.
     gen = FakeGenerator(FakeGeneratorConfig(texts=["w " * 50], seconds_per_token=0.05))
     stuck = FakeReward(FakeRewardConfig(seconds_per_call=60))
