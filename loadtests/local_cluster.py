@@ -71,7 +71,8 @@ class LocalCluster:
         self.ready_s = time.monotonic() - started
 
     def node_name(self, node_id: str) -> str:
-        return next(name for name, node in self.nodes.items() if node.node_id == node_id)
+        """The node's name; "removed" for one killed already (Ray may still list its actors a while)."""
+        return next((name for name, node in self.nodes.items() if node.node_id == node_id), "removed")
 
     def replicas(self, deployment: str, app: str = "prune") -> list[str]:
         """The node (by name) of each live replica of a deployment."""
