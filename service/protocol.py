@@ -407,6 +407,11 @@ class CandidateReport(BaseModel):
     completion_tokens: int
 
 
+class PrunedReport(BaseModel):
+    text: str = Field(description="As far as it got before it was pruned.")
+    completion_tokens: int
+
+
 class CommitReport(BaseModel):
     at_tokens: int = Field(description="Tokens each running candidate had when the stream committed (0: nothing to choose).")
     at_ms: float = Field(description="When it committed, in ms since the request arrived.")
@@ -434,6 +439,9 @@ class Reranking(BaseModel):
         default_factory=dict, description="Where the time went, in ms: admission, first_token, queue and prefill "
         "(the longest; where the engine reports them), generation, scoring (each reward call), selection.")
     candidates: list[CandidateReport] | None = None
+    pruned: list[PrunedReport] | None = Field(
+        None, description="With return_candidates: the candidates pruned early for a weak start, as far as they got."
+    )
 
 
 class Usage(BaseModel):

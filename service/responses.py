@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from service.protocol import CandidateReport, CommitReport, Reranking, Usage, new_id, now
+from service.protocol import CandidateReport, CommitReport, PrunedReport, Reranking, Usage, new_id, now
 from service.selection import Selection, new_text
 from service.plan import RerankPlan
 from service.tracing import timings
@@ -94,6 +94,10 @@ def reranking(plan: RerankPlan, selection: Selection) -> Reranking:
             )
             for sc in selection.scored
         ]
+        if plan.return_candidates
+        else None,
+        pruned=[PrunedReport(text=c.text, completion_tokens=c.completion_tokens)
+                for c in selection.candidates if c.pruned]
         if plan.return_candidates
         else None,
     )

@@ -142,3 +142,13 @@ def test_a_request_at_fault_hears_so_even_while_the_generator_is_down(client):
     assert complete(client, best_of=99).json()["error"]["param"] == "best_of"
     r = complete(client)  # a request with nothing wrong: the generator's state, at once
     assert r.status_code == 503 and int(r.headers["Retry-After"]) >= 1
+
+
+def test_return_candidates_shows_the_pruned_as_far_as_they_got():
+    client = make_client(texts=PRUNABLE, generator={"seconds_per_token": 0.01})
+    rr = complete(client, best_of=4, return_candidates=True,
+                  pruning={"checkpoints": [2], "fraction": 0.5}).json()["reranking"]
+    # At 2 tokens the two shortest starts (the fake reward is length) go; the other two finish and are scored.
+    assert rr["pruned"] == [{"text": "x y", "completion_tokens": 2}, {"text": "q r", "completion_tokens": 2}]
+    assert [c["text"] for c in rr["candidates"]] == [PRUNABLE[1], PRUNABLE[3]]
+    assert "pruned" not in complete(client, best_of=4).json()["reranking"]  # only when asked
