@@ -20,7 +20,7 @@ from ray.exceptions import NodeDiedError, RayActorError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
 
-from service.errors import APIError, Overloaded, find_api_error, find_cause, retry_after
+from service.errors import APIError, Overloaded, find_api_error, find_cause
 from service.generator import Generator
 from service.reward import RewardModel
 from service.reward.catalog import RewardSet
@@ -48,7 +48,7 @@ def client_error(exc: BaseException) -> APIError | None:
         return None
     wait_s = getattr(ray_error, "retry_after_s", None) or REPLICA_RETRY_AFTER_S
     return Overloaded("a part of the service is unavailable or full; retry shortly", code="replica_unavailable",
-                      headers=retry_after(wait_s))
+                      retry_after_s=wait_s)
 
 
 @contextlib.contextmanager
@@ -118,7 +118,7 @@ class Probe:
 
 def unavailable(part: str) -> Overloaded:
     return Overloaded(f"the {part} is unavailable (a replica is being replaced); retry shortly",
-                      code="replica_unavailable", headers=retry_after(REPLICA_RETRY_AFTER_S))
+                      code="replica_unavailable", retry_after_s=REPLICA_RETRY_AFTER_S)
 
 
 class RemoteGenerator(Generator):
