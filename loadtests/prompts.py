@@ -95,3 +95,8 @@ MINING_PROMPTS = [
     "Tell a story about an old clock that stops.",
     "What are the pros and cons of living in a big city?",
 ]
+
+# Pruning's schedule is tuned on these (loadtests/calibrate_pruning) and measured on
+# HELD_OUT_PROMPTS (loadtests/bench_compute): fixed before any tuning, never tuned on.
+TUNING_PROMPTS = PROMPTS + MINING_PROMPTS[:12]
+HELD_OUT_PROMPTS = CALIBRATION_PROMPTS[len(PROMPTS):]

@@ -21,6 +21,23 @@ from service.config import PartialOffsetsConfig
 
 
 @dataclass(frozen=True)
+class Curve:
+    """Values measured at some token counts: linear between them, flat beyond."""
+
+    tokens: tuple[int, ...]  # increasing
+    values: tuple[float, ...]
+
+    def at(self, tokens: int) -> float:
+        i = bisect.bisect_left(self.tokens, tokens)
+        if i == 0:
+            return self.values[0]
+        if i == len(self.tokens):
+            return self.values[-1]
+        (t0, t1), (v0, v1) = self.tokens[i - 1 : i + 1], self.values[i - 1 : i + 1]
+        return v0 + (v1 - v0) * (tokens - t0) / (t1 - t0)
+
+
+@dataclass(frozen=True)
 class PartialOffsets:
     tokens: tuple[int, ...]  # increasing
     offsets: tuple[float, ...]  # measured at each of `tokens`
@@ -30,6 +47,12 @@ class PartialOffsets:
         return None if config is None else cls(tuple(config.tokens), tuple(config.offsets))
 
     def adjustment(self, tokens: int) -> float:
+        """What to add to the reward of a text cut at `tokens` tokens (never positive):
+        interpolated between the measured points, flat beyond them."""
+        return min(Curve(self.tokens, self.offsets).at(tokens), 0.0)
+
+
+def adjustment(self, tokens: int) -> float:
         """What to add to the reward of a text cut at `tokens` tokens (never positive):
         interpolated between the measured points, flat beyond them."""
         i = bisect.bisect_left(self.tokens, tokens)

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from service.errors import BadRequest
-from service.types import Prompt, SamplingSpec, check_checkpoints
+from service.types import MAX_CHECKPOINTS, Prompt, SamplingSpec, check_checkpoints
 
 # A banned word or phrase is tokenized for the engine: long ones are refused before that.
 MAX_BAD_WORD_CHARS = 100
@@ -32,8 +32,10 @@ class PruningRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")  # prune's own object: a typo is an error
     enabled: bool = True
-    checkpoints: list[int] | None = Field(None, min_length=1, max_length=8)
+    rule: Literal["fraction", "confidence"] | None = None
+    checkpoints: list[int] | None = Field(None, min_length=1, max_length=MAX_CHECKPOINTS)
     fraction: float | None = Field(None, gt=0, lt=1)
+    confidence: float | None = Field(None, gt=0, le=100)
 
     @field_validator("checkpoints")
     @classmethod
@@ -145,7 +147,7 @@ class RerankRequest(BaseModel, ABC):
         if isinstance(v, bool):
             return {"enabled": v}
         if v is not None and not isinstance(v, dict):
-            raise ValueError("pruning must be true, false or an object with checkpoints and fraction")
+            raise ValueError("pruning must be true, false or an object (rule, checkpoints, fraction, confidence)")
         return v
 
     @field_validator("logit_bias")

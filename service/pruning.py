@@ -1,61 +1,104 @@
 """Early pruning (speculative rejection): drop the candidates that start badly.
 
-At each checkpoint, once every running candidate has that many tokens, their
-partial texts are scored with the request's reward model and the lowest-scoring
-`fraction` is aborted in the engine; the compute they would have used goes to
-the survivors and to other requests. The generator runs the schedule (it owns
-the candidates); this module decides who goes.
+At each checkpoint, once the running candidates have that many tokens, their
+partial texts are scored with the request's reward model and the ones that go
+are aborted in the engine; the compute they would have used goes to the
+survivors and to other requests. Two rules decide who goes:
 
-A request's `PruningPlan` is plain data, so it crosses to the generator's
-process as it is; the generator scores partial texts with the `RewardCatalog`
-it was given when it was built (its judge): in one process the reward models
-themselves, in the Ray app the scorer deployment.
+- `fraction`: the lowest-scoring share of the running candidates, at a few
+  fixed checkpoints;
+- `confidence`: every candidate whose reward trails the leader's by more than
+  `confidence` times the reward model's measured noise at that length
+  (`Curve`, loadtests/calibrate_pruning): only one that could still win goes on.
+  It prunes hard where the judge separates the candidates and waits where it
+  cannot, at checkpoints every few tokens.
+
+Adaptive N (`first_wave`): a confidence plan may start only some candidates and,
+at the first checkpoint, draw the rest of best_of only where the first ones'
+rewards spread: where they agree, more samples are unlikely to find a better text.
+
+The generator runs the schedule (it owns the candidates); this module decides
+who goes and whether more come. A request's `PruningPlan` is plain data, so it
+crosses to the generator's process as it is; the generator scores partial texts
+with the `RewardCatalog` it was given when it was built (its judge): in one
+process the reward models themselves, in the Ray app the scorer deployment.
 """
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, NamedTuple
 
 from service.errors import APIError
+from service.partials import Curve
 from service.ranking import Ranking
 from service.reward.catalog import RewardCatalog
 from service.types import Prompt, check_checkpoints
 
-# Given the partial texts of the running candidates (index -> text) and how many
-# candidates already finished, the indexes to abort.
-ChooseVictims = Callable[[dict[int, str], int], Awaitable[list[int]]]
+
+class Verdict(NamedTuple):
+    """What a checkpoint decided: the candidates to abort, and how many new ones to start."""
+
+    victims: list[int]
+    draw: int = 0
+
+
+# Given the checkpoint, the partial texts of the candidates judged there (index -> text)
+# and how many other candidates still count (finished, or running towards another
+# checkpoint), the verdict.
+ChooseVictims = Callable[[int, dict[int, str], int], Awaitable[Verdict]]
 
 
 @dataclass(frozen=True)
 class PruningPlan:
-    """When every running candidate has `checkpoints[k]` tokens, score their
-    partial texts with `reward_model` and abort the lowest-ranked `fraction` of them;
-    then the same at the next checkpoint. Finished plus running candidates never
-    drop below `floor`."""
+    """When the running candidates have `checkpoints[k]` tokens, score their partial
+    texts with `reward_model` and abort the ones the rule gives up on (`fraction`:
+    the lowest-ranked share; `confidence` with `noise`: those that can no longer
+    win); then the same at the next checkpoint. Finished plus running candidates
+    never drop below `floor`. With `first_wave`, only that many of the request's
+    candidates start; the rest are drawn at the first checkpoint if the first ones'
+    rewards spread by more than `grow_at` noise spreads."""
 
     checkpoints: tuple[int, ...]
-    fraction: float
+    fraction: float | None
     floor: int
     reward_model: str  # a name: the judge holds the model
     # Texts still growing (no JSON check); all cut at about one length, so no offsets either.
     ranking: Ranking = Ranking()
+    confidence: float | None = None
+    noise: Curve | None = None
+    first_wave: int | None = None
+    grow_at: float = 0.0
 
     def __post_init__(self):
         check_checkpoints(self.checkpoints)
-        if not 0 < self.fraction < 1:
+        if (self.fraction is None) == (self.confidence is None):
+            raise ValueError("a pruning plan has one rule: fraction, or confidence with noise")
+        if self.fraction is not None and not 0 < self.fraction < 1:
             raise ValueError("fraction must be between 0 and 1")
+        if self.confidence is not None and (self.confidence <= 0 or self.noise is None):
+            raise ValueError("confidence must be positive and come with the reward model's noise")
         if self.floor < 1:
             raise ValueError("floor must be at least 1")
+        if self.first_wave is not None and (self.first_wave < 1 or self.confidence is None):
+            raise ValueError("first_wave is at least 1 and goes with the confidence rule")
 
-    def chooser(self, judge: RewardCatalog | None, prompt: Prompt) -> ChooseVictims:
+    def starting(self, n: int) -> int:
+        """How many of n candidates start at once."""
+        return n if self.first_wave is None else min(n, max(self.first_wave, self.floor))
+
+    def chooser(self, judge: RewardCatalog | None, prompt: Prompt, n: int) -> ChooseVictims:
         if judge is None:
             raise RuntimeError("this generator was built without a judge: it cannot prune")
+        started = self.starting(n)
+        best_seen: dict[int, float] = {}  # checkpoint -> best reward there so far (earlier waves count)
 
-        async def choose(partials: dict[int, str], finished: int) -> list[int]:
-            count = victim_count(len(partials), finished, self.fraction, self.floor)
-            if count == 0:
-                return []
+        async def choose(at: int, partials: dict[int, str], others: int) -> Verdict:
+            nonlocal started
+            drawing = started < n and at == self.checkpoints[0]
+            if self.fraction is not None and victim_count(len(partials), others, self.fraction, self.floor) == 0:
+                return Verdict([])
             order = sorted(partials)
             try:
                 reward = (await judge.current()).get(self.reward_model)
@@ -63,16 +106,55 @@ class PruningPlan:
             except APIError as exc:
                 if not exc.unavailable:
                     raise
-                return []  # a judge that is unavailable prunes nobody: the request goes on whole
-            # The last of the ranking go: the degenerate, the lowest reward, among equals the later candidate.
+                return Verdict([])  # a judge that is unavailable prunes nobody: the request goes on whole
+            # Best first: the degenerate last, then the lower reward, among equals the later candidate.
             score = dict(zip(order, scores.values))
             ranked = sorted(order, key=lambda i: self.ranking.key(i, partials[i], score[i]))
-            return ranked[::-1][:count]
+            if self.fraction is not None:
+                return Verdict(ranked[::-1][:victim_count(len(partials), others, self.fraction, self.floor)])
+            judged = [(i, score[i], self.ranking.is_degenerate(partials[i])) for i in ranked]
+            noise = self.noise.at(at)
+            draw = 0
+            if drawing:  # adaptive N: the rest of best_of only where the first wave disagrees
+                draw = n - started if spread(judged) > self.grow_at * noise else 0
+                started = n
+            room = len(partials) + others + draw - self.floor
+            victims = confident_victims(judged, noise, self.confidence, room, best_seen.get(at))
+            best_seen[at] = max([best_seen.get(at, float("-inf"))] + [s for _, s, bad in judged if not bad])
+            return Verdict(victims, draw)
 
         return choose
+
+
+def spread(judged: list[tuple[int, float, bool]]) -> float:
+    """How far the candidates' rewards disagree: their standard deviation (the degenerate left out)."""
+    scores = [s for _, s, degenerate in judged if not degenerate]
+    return statistics.pstdev(scores) if len(scores) > 1 else 0.0
 
 
 def victim_count(running: int, finished: int, fraction: float, floor: int) -> int:
     """How many of the running candidates to abort at a checkpoint."""
     room = running + finished - floor
     return max(0, min(int(running * fraction), room))
+
+
+def confident_victims(ranked: list[tuple[int, float, bool]], noise: float, confidence: float, room: int,
+                      best_seen: float | None = None) -> list[int]:
+    """Speculative rejection by confidence: the candidates that can no longer win.
+
+    `ranked` holds the running candidates best first (service.ranking), each as
+    (index, reward of its text so far, degenerate). `noise` is how far, at this
+    length, a partial text's reward strays from its final one (the calibrated
+    spread, loadtests/calibrate_pruning). A candidate stays while its reward is
+    within `confidence` x `noise` of the leader's: it could still overtake it. The
+    others go, the worst first, as many as `room` allows; a degenerate text goes whatever it scored.
+    `best_seen`: the best reward at this length of candidates judged before (an earlier wave).
+    """
+    leader = next((score for _, score, degenerate in ranked if not degenerate), None)
+    if best_seen is not None and leader is not None:
+        leader = max(leader, best_seen)
+    doomed = [i for i, score, degenerate in ranked
+              if degenerate or leader is None or score < leader - confidence * noise]
+    if leader is None:
+        doomed = doomed[1:]  # all degenerate: the first in the ranking stays
+    return doomed[::-1][: max(room, 0)]

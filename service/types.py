@@ -120,6 +120,7 @@ class Candidate:
     finished: bool = True
     prompt_tokens: int = 0  # the same for every candidate of a request
     pruned: bool = False  # aborted at a pruning checkpoint for scoring low
+    pruned_at: int = 0  # the checkpoint (tokens) it was pruned at
     logprobs: tuple[TokenLogprob, ...] | None = None  # one per token, when asked (finished candidates)
     timing: CandidateTiming | None = None  # set by the generator's race (service.generator.race)
 
@@ -142,6 +143,9 @@ class Delta:
     index: int
     text: str
     tokens: int
+
+
+MAX_CHECKPOINTS = 16  # a request's or config's pruning checkpoints: each costs a scoring call
 
 
 def check_checkpoints(checkpoints):

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from service.config.base import Strict
-from service.types import check_checkpoints
+from service.types import MAX_CHECKPOINTS, check_checkpoints
 
 
 class Limits(Strict):
@@ -48,20 +48,59 @@ class Limits(Strict):
         return self
 
 
+class NoiseConfig(Strict):
+    """How far a reward model's score of a text cut at so many tokens strays from the
+    score of the text it becomes: the spread of (final - partial) within a prompt,
+    measured by loadtests/calibrate_pruning."""
+
+    tokens: list[int] = Field(min_length=1)
+    spread: list[float] = Field(min_length=1)
+
+    _increasing = field_validator("tokens")(check_checkpoints)
+
+    @model_validator(mode="after")
+    def _same_length(self) -> "NoiseConfig":
+        if len(self.tokens) != len(self.spread):
+            raise ValueError("tokens and spread must have the same length")
+        if min(self.spread) <= 0:
+            raise ValueError("spread must be positive")
+        return self
+
+
 class PruningConfig(Strict):
     """Early pruning (speculative rejection). Requests may turn it on or off and
-    give their own checkpoints and fraction (`pruning` in the request)."""
+    give their own rule (`pruning` in the request).
+
+    Two rules: `fraction` aborts that share of the running candidates at each
+    checkpoint; `confidence` aborts the candidates whose reward trails the leader's
+    by more than `confidence` times the reward model's measured `noise` at that
+    length (a candidate that could still win stays), so it prunes hard where the
+    judge separates the candidates and little where it cannot. A reward model
+    without `noise` is pruned by the fraction rule."""
 
     enabled: bool = False
     min_best_of: int = Field(
         8, ge=2, description="When enabled here, prune only requests with at least this many candidates "
         "(with few, pruning costs more reward than it saves); a request asking for pruning gets it regardless."
     )
+    rule: Literal["fraction", "confidence"] = "fraction"
     checkpoints: list[int] = Field(
-        default_factory=lambda: [16], min_length=1, max_length=8,
+        default_factory=lambda: [16], min_length=1, max_length=MAX_CHECKPOINTS,
         description="Token counts at which the running candidates' partial texts are scored.",
     )
-    fraction: float = Field(0.5, gt=0, lt=1, description="Share of the running candidates aborted at each checkpoint.")
+    fraction: float = Field(0.5, gt=0, lt=1, description="fraction rule: share of the running candidates aborted "
+                            "at each checkpoint.")
+    confidence: float = Field(1.0, gt=0, description="confidence rule: a candidate stays while its reward is "
+                              "within this many noise spreads of the leader's.")
+    noise: dict[str, NoiseConfig] = Field(
+        default_factory=dict, description="confidence rule: per reward model name, its measured noise by length."
+    )
+    first_wave: int | None = Field(
+        None, ge=1, description="Adaptive N (confidence rule, not streams): start this many candidates; at the "
+        "first checkpoint draw the rest of best_of only if their rewards spread by more than `grow_at` noise "
+        "spreads. null: start them all."
+    )
+    grow_at: float = Field(0.0, ge=0, description="Adaptive N: the spread, in noise spreads, that draws the rest.")
 
     _increasing = field_validator("checkpoints")(check_checkpoints)
 

@@ -96,9 +96,10 @@ class ServiceConfig(Strict):
         check_callers(self.callers)
         if self.default_bans is not None and self.default_bans not in self.bans:
             raise ValueError(f"default_bans: {self.default_bans!r} is not one of bans ({', '.join(sorted(self.bans))})")
-        unknown = sorted(set(self.partial_offsets) - set(self.reward_models))
-        if unknown:
-            raise ValueError(f"partial_offsets: {', '.join(unknown)} is not a configured reward model")
+        for field, named in (("partial_offsets", self.partial_offsets), ("pruning.noise", self.pruning.noise)):
+            unknown = sorted(set(named) - set(self.reward_models))
+            if unknown:
+                raise ValueError(f"{field}: {', '.join(unknown)} is not a configured reward model")
         if isinstance(self.fallback_reward, EnsembleRewardConfig):
             raise ValueError("fallback_reward: an ensemble needs its members; give a single kind, e.g. {kind: slop}")
         return self

@@ -13,7 +13,7 @@ import asyncio
 import time
 from abc import abstractmethod
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, AsyncIterator, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Coroutine, Sequence
 
 from service import metrics
 from service.generator.base import Generator
@@ -44,9 +44,14 @@ class RacingGenerator(Generator):
         request = await self.prepare(prompt, sampling)
         judging = self.judging(prompt, n, pruning, commit)
         progress = Progress(request.prompt_tokens, judging.checkpoints)
-        # Cancelling a candidate's run aborts its request in the engine.
-        async for event in race_deadline([self.candidate(request, i, progress) for i in range(n)], deadline,
-                                         progress, judging):
+
+        def run(i: int) -> Coroutine[Any, Any, Candidate]:
+            return self.candidate(request, i, progress)
+
+        # Cancelling a candidate's run aborts its request in the engine. Adaptive N
+        # (pruning.first_wave) starts some now and the rest when the judge draws them.
+        first = n if pruning is None else pruning.starting(n)
+        async for event in race_deadline([run(i) for i in range(first)], deadline, progress, judging, draw=run):
             yield event
 
     async def prepare(self, prompt: Prompt, sampling: SamplingSpec) -> Prepared:
@@ -62,7 +67,7 @@ class RacingGenerator(Generator):
 
     def judging(self, prompt: Prompt, n: int, pruning: PruningPlan | None, commit: CommitPlan | None) -> Judging:
         """The checkpoints and judges of a request's candidates, for `race_deadline`."""
-        choose = pruning.chooser(self.judge, prompt) if pruning else None
+        choose = pruning.chooser(self.judge, prompt, n) if pruning else None
         # With no more candidates than leaders nothing is judged (no judge needed).
         leaders = None if commit is None or n <= commit.leaders else commit.chooser(self.judge, prompt)
         return Judging(schedule(pruning, commit), choose, None if commit is None else (commit, leaders))
@@ -79,8 +84,9 @@ class Progress:
         self.first_token_at: dict[int, float] = {}
         self.queued_s: dict[int, float] = {}  # what an engine says about its queue (vLLM)
         self.latest: dict[int, tuple[str, int]] = {}  # candidate -> (text, tokens)
-        self.checkpoints = list(checkpoints)  # still to come
-        self.snapshots: dict[int, tuple[str, int]] = {}  # (text, tokens) at the next checkpoint, once reached
+        self.checkpoints = list(checkpoints)  # every candidate is judged at each, in order
+        self.step: dict[int, int] = {}  # candidate -> its next checkpoint's place in `checkpoints` (0 if absent)
+        self.snapshots: dict[int, tuple[str, int]] = {}  # (text, tokens) at its next checkpoint, once reached
         self.crossed = asyncio.Event()
         self.followed: set[int] = set()  # committed leaders, whose every new text is streamed
         self.changed: set[int] = set()  # followed candidates with text not yet passed on
@@ -96,23 +102,40 @@ class Progress:
         self.latest[i] = (text, tokens)
         if tokens and i not in self.first_token_at:
             self.first_token_at[i] = time.time()
-        if self.checkpoints and tokens >= self.checkpoints[0] and i not in self.snapshots:
+        at = self.next_checkpoint(i)
+        if at is not None and tokens >= at and i not in self.snapshots:
             self.snapshots[i] = (text, tokens)
             self.crossed.set()
         if i in self.followed:
             self.changed.add(i)
             self.news.set()
 
-    def reached(self, candidates: set[int]) -> bool:
-        return bool(self.checkpoints) and all(i in self.snapshots for i in candidates)
+    def next_checkpoint(self, i: int) -> int | None:
+        step = self.step.get(i, 0)
+        return self.checkpoints[step] if step < len(self.checkpoints) else None
 
-    def advance(self) -> None:
-        """On to the next checkpoint; candidates already past it are there now."""
-        self.checkpoints.pop(0)
-        self.snapshots = {}
-        for i, (text, tokens) in self.latest.items():
-            if self.checkpoints and tokens >= self.checkpoints[0]:
+    def due(self, running: set[int]) -> tuple[int, set[int]] | None:
+        """The checkpoint to judge now and its candidates: the running ones furthest
+        behind in the schedule, once each of them reached it. Candidates started together
+        are judged together; a later wave is judged alone until it catches up."""
+        steps = {i: self.step.get(i, 0) for i in running if self.next_checkpoint(i) is not None}
+        if not steps:
+            return None
+        behind = min(steps.values())
+        group = {i for i, step in steps.items() if step == behind}
+        return (self.checkpoints[behind], group) if all(i in self.snapshots for i in group) else None
+
+    def advance(self, group: set[int]) -> None:
+        """The group on to its next checkpoint; those already past it are there now."""
+        for i in group:
+            self.step[i] = self.step.get(i, 0) + 1
+            self.snapshots.pop(i, None)
+            at, (text, tokens) = self.next_checkpoint(i), self.latest.get(i, ("", 0))
+            if at is not None and tokens >= at:
                 self.snapshots[i] = (text, tokens)
+
+    def stop_judging(self) -> None:
+        self.checkpoints, self.snapshots = [], {}
 
     def follow(self, candidates: set[int]) -> None:
         self.followed = set(candidates)
@@ -134,10 +157,11 @@ class Progress:
                 self.passed[i] = text
         return out
 
-    def partial(self, i: int, pruned: bool = False) -> Candidate:
+    def partial(self, i: int, pruned_at: int = 0) -> Candidate:
+        """Candidate i as far as it got: cut by the deadline, or pruned at checkpoint `pruned_at`."""
         text, tokens = self.latest.get(i, ("", 0))
         return self.timed(Candidate(i, text, "length", tokens, finished=False, prompt_tokens=self.prompt_tokens,
-                                    pruned=pruned))
+                                    pruned=pruned_at > 0, pruned_at=pruned_at))
 
     def timed(self, candidate: Candidate) -> Candidate:
         """`candidate` with its timing, as it ends now."""
@@ -166,20 +190,22 @@ async def race_deadline(
     deadline: Deadline,
     progress: Progress,
     judging: Judging | None = None,
+    draw: Callable[[int], Coroutine[Any, Any, Candidate]] | None = None,
 ) -> AsyncIterator[Candidate | Committed | Delta]:
     """Run one coroutine per candidate (each reporting to `progress`) and yield
     candidates as they finish.
 
     With `judging.choose_victims`, at each of progress's pruning checkpoints the running
     candidates' snapshots are judged and the victims cancelled and yielded as
-    pruned partials. With `judging.commit`, at its checkpoint the leaders are chosen, the
+    pruned partials; when the verdict draws more candidates, `draw(i)` starts
+    candidate i (numbered on from the first runs) and it is judged from the first checkpoint on. With `judging.commit`, at its checkpoint the leaders are chosen, the
     rest cancelled and yielded as pruned partials, `Committed` is yielded, and
     from then on the running leaders' new text as `Delta`s (no more than `leaders`
     candidates: committed at once). At the deadline the unfinished ones are
     cancelled and yielded as partials. Cancelling a run must abort its engine
     request; closing the iterator early cancels everything still running.
     """
-    race = _Race(runs, progress, judging)
+    race = _Race(runs, progress, judging, draw)
     try:
         for event in race.start():
             yield event
@@ -196,9 +222,11 @@ class _Race:
     """One race_deadline's candidates, the ones still running and the checkpoint being judged."""
 
     def __init__(self, runs: Sequence[Coroutine[Any, Any, Candidate]], progress: Progress,
-                 judging: Judging | None) -> None:
+                 judging: Judging | None, draw: Callable[[int], Coroutine[Any, Any, Candidate]] | None = None) -> None:
         self.choose_victims, self.commit = (judging.choose_victims, judging.commit) if judging else (None, None)
         self.progress = progress
+        self.draw = draw
+        self.judged: tuple[int, set[int]] = (0, set())  # the checkpoint being judged and its candidates
         self.tasks = {asyncio.ensure_future(run): i for i, run in enumerate(runs)}
         self.running = set(self.tasks)
         self.finished: dict[int, str] = {}  # index -> text
@@ -209,7 +237,7 @@ class _Race:
         if self.commit is None or len(self.tasks) > self.commit[0].leaders:
             return []
         # Nothing to choose: stream from the first token, and nothing to prune either.
-        self.progress.checkpoints = []
+        self.progress.stop_judging()
         self.progress.follow(set(range(len(self.tasks))))
         return [Committed(tuple(range(len(self.tasks))), 0, len(self.tasks))]
 
@@ -235,16 +263,21 @@ class _Race:
         return done
 
     def _judge_if_reached(self) -> None:
-        """Once every running candidate has reached the next checkpoint, judge their snapshots."""
-        if self.verdict_due is not None or not self.progress.reached({self.tasks[t] for t in self.running}):
+        """Once the candidates due at the next checkpoint have all reached it, judge their snapshots."""
+        running = {self.tasks[t] for t in self.running}
+        due = None if self.verdict_due is not None else self.progress.due(running)
+        if due is None:
             return
-        snapshot = {self.tasks[t]: self.progress.snapshots[self.tasks[t]] for t in self.running}
-        self.committing = self.commit is not None and self.progress.checkpoints[0] == self.commit[0].at_tokens
+        self.judged = at, group = due
+        snapshot = {i: self.progress.snapshots[i] for i in group}
+        # A stream starts every candidate at once (no waves): its commit point judges them all.
+        self.committing = self.commit is not None and at == self.commit[0].at_tokens
         if self.committing:
             self.verdict_due = asyncio.ensure_future(self.commit[1](snapshot, dict(self.finished)))
         else:
             texts = {i: text for i, (text, _) in snapshot.items()}
-            self.verdict_due = asyncio.ensure_future(self.choose_victims(texts, len(self.finished)))
+            others = len(self.finished) + len(running - group)
+            self.verdict_due = asyncio.ensure_future(self.choose_victims(at, texts, others))
 
     async def settle(self, done: set[asyncio.Future]) -> list[Candidate | Committed | Delta]:
         """The leaders' new text, the candidates that finished, then the verdict if it is in."""
@@ -259,24 +292,36 @@ class _Race:
         return events
 
     async def _carry_out(self, verdict) -> list[Candidate | Committed]:
-        """Cancel the victims (or at the commit point, all but the leaders) and yield them as pruned."""
+        """Cancel the victims (or at the commit point, all but the leaders) and yield them as
+        pruned; start the candidates the verdict draws."""
         self.verdict_due = None
-        self.progress.advance()
+        at, group = self.judged
+        self.progress.advance(group)
         if self.committing:
             victims = set() if verdict is None else {self.tasks[t] for t in self.running} - set(verdict[0])
         else:
-            victims = set(verdict)
+            victims = set(verdict.victims)
+            self._start(verdict.draw)
         doomed = sorted((t for t in self.running if self.tasks[t] in victims), key=self.tasks.get)
         await _cancel(doomed, metrics.CANDIDATES_PRUNED)
         self.running.difference_update(doomed)
-        events: list[Candidate | Committed] = [self.progress.partial(self.tasks[t], pruned=True) for t in doomed]
+        events: list[Candidate | Committed] = [self.progress.partial(self.tasks[t], pruned_at=at) for t in doomed]
         if self.committing and verdict is not None:
             leaders, scores = verdict
             alive = len(self.running) + len(doomed) + len(self.finished)
             events.append(Committed(tuple(leaders), self.commit[0].at_tokens, alive, tuple(scores)))
-            self.progress.checkpoints = []
+            self.progress.stop_judging()
             self.progress.follow({self.tasks[t] for t in self.running})
         return events
+
+    def _start(self, count: int) -> None:
+        """Start `count` more candidates, numbered on from those started."""
+        if count and self.draw is None:
+            raise RuntimeError("the judge drew candidates, but this race cannot start more")
+        for i in range(len(self.tasks), len(self.tasks) + count):
+            task = asyncio.ensure_future(self.draw(i))
+            self.tasks[task] = i
+            self.running.add(task)
 
     async def stop_at_deadline(self) -> list[Candidate]:
         await _cancel(self.running, metrics.CANDIDATES_ABORTED)
