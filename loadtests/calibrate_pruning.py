@@ -133,50 +133,46 @@ def spearman(a: list[float], b: list[float]) -> float:
 
 
 def replay(record: dict, n: int, checkpoints: list[int], rule, first_wave: int | None = None,
-           grow_at: float = 0.0) -> tuple[int, float]:
+           grow_at: float = 0.0, noise_of: dict[int, float] | None = None) -> tuple[int, float]:
     """One prompt's first n candidates under a schedule: (tokens generated, final reward of the answer).
 
     `rule(k, ranked, room, best_seen)` gives the victims at checkpoint k, as the
     service's chooser does. With `first_wave`, only that many start; at the first
-    checkpoint the rest are drawn only if the first wave's rewards spread (their
-    standard deviation) by more than `grow_at` times the noise there, and go
-    through the same checkpoints, judged against the best seen at each.
+    checkpoint the rest are drawn only if the first wave's rewards spread by more
+    than `grow_at` times the noise there (`noise_of[k]`), and go through the same
+    checkpoints, judged against the best seen at each. Only the first candidate
+    running at the end stays once pruning would leave none (floor 1).
     """
+    from service.pruning import spread
+
     waves = [list(range(n))] if not first_wave or first_wave >= n else [list(range(first_wave))]
     spent, kept, seen = {}, [], {}  # seen: k -> best reward there so far
-    floor = 1
-    w = 0
-    while w < len(waves):
-        alive, finished = set(waves[w]), set()
+    for w, wave in enumerate(waves):
+        alive, finished = set(wave), set()
         for k in checkpoints:
             finished |= {i for i in alive if not record["cut"][k][i]}
             alive -= finished
             ranked = sorted(((i, record["partial"][k][i], False) for i in alive), key=lambda t: (-t[1], t[0]))
             if not ranked:
                 break
-            room = len(alive) + len(finished) + len(kept) - floor
+            drawing = w == 0 and len(wave) < n and k == checkpoints[0]
+            draw = n - len(wave) if drawing and spread(ranked) > grow_at * noise_of[k] else 0
+            room = len(alive) + len(finished) + len(kept) + draw - 1
             for v in rule(k, ranked, room, seen.get(k)):
                 spent[v] = k
                 alive.discard(v)
-            best = ranked[0][1]
-            seen[k] = best if k not in seen else max(seen[k], best)
-            if w == 0 and len(waves) == 1 and len(waves[0]) < n and k == checkpoints[0]:
-                spread = statistics.pstdev([s for _, s, _ in ranked]) if len(ranked) > 1 else 0.0
-                if spread > grow_at * NOISE_OF[k]:
-                    waves.append(list(range(len(waves[0]), n)))
+            seen[k] = max(seen.get(k, float("-inf")), ranked[0][1])
+            if draw:
+                waves.append(list(range(len(wave), n)))
         kept += sorted(alive | finished)
-        w += 1
     for i in kept:
         spent[i] = record["tokens"][i]
     chosen = max(kept, key=lambda i: (record["final"][i], -i))
     return sum(spent.values()), record["final"][chosen]
 
 
-NOISE_OF: dict[int, float] = {}
-
-
 def weigh(records: list[dict], n: int, checkpoints, rule, **waves) -> dict:
-    """Gain kept over best_of 1 (candidate 0) against unpruned best_of n, and the tokens share."""
+    """Gain kept over best_of 1 (candidate 0) against unpruned best_of n (a ratio of means), and the tokens share."""
     full_gain = statistics.fmean(max(r["final"][:n]) - r["final"][0] for r in records)
     results = [replay(r, n, checkpoints, rule, **waves) for r in records]
     gain = statistics.fmean(final - r["final"][0] for (_, final), r in zip(results, records))
@@ -184,32 +180,37 @@ def weigh(records: list[dict], n: int, checkpoints, rule, **waves) -> dict:
     return {"gain_kept": gain / full_gain if full_gain else float("nan"), "tokens": tokens}
 
 
+def fraction_rule(share: float):
+    from service.pruning import victim_count
+
+    return lambda k, ranked, room, best_seen: [i for i, _, _ in ranked[::-1]][:min(room, victim_count(
+        len(ranked), 0, share, 1))]
+
+
+def confidence_rule(confidence: float, noise_of: dict[int, float]):
+    from service.pruning import confident_victims
+
+    return lambda k, ranked, room, best_seen: confident_victims(ranked, noise_of[k], confidence, room, best_seen)
+
+
 def grid(records: list[dict]) -> None:
-    from service.pruning import confident_victims, victim_count
-
-    NOISE_OF.update({row["k"]: row["noise"] for row in noise(records)})
-
-    def fraction_rule(share):
-        return lambda k, ranked, room, best_seen: [i for i, _, _ in ranked[::-1][:victim_count(len(ranked), 0, share, 1)]][:room]
-
-    def confidence_rule(c):
-        return lambda k, ranked, room, best_seen: confident_victims(ranked, NOISE_OF[k], c, room, best_seen)
-
+    """Gain kept and tokens of today's fraction rule and its neighbours, and of the
+    confidence rule by confidence, with and without adaptive N, at best_of 8, 16, 32."""
+    noise_of = {row["k"]: row["noise"] for row in noise(records)}
     for n in (8, 16, 32):
         for ks, share in (([8, 24], 0.5), ([8, 16, 24], 0.5), ([16, 32], 0.75), ([12, 24], 0.75), ([16], 0.9)):
             r = weigh(records, n, ks, fraction_rule(share))
             print(f"best_of {n} fraction {ks} x{share}: gain kept {r['gain_kept']:.2f}, tokens {r['tokens']:.2f}")
-        for first in (4, 8):
-            ks = [k for k in KS if first <= k <= 48]
-            for c in (0.25, 0.5, 0.75, 1.0, 1.5):
-                r = weigh(records, n, ks, confidence_rule(c))
-                print(f"best_of {n} confidence {ks[0]}..{ks[-1]} c={c}: gain kept {r['gain_kept']:.2f}, "
-                      f"tokens {r['tokens']:.2f}")
+        for ks in ([4, 8, 12, 16, 24, 32, 48], [8, 12, 16, 24, 32], [8, 16, 24, 32]):
+            for c in (0.5, 0.75, 1.0, 1.25, 1.5, 2.0):
+                r = weigh(records, n, ks, confidence_rule(c, noise_of))
+                print(f"best_of {n} confidence {ks} c={c}: gain kept {r['gain_kept']:.2f}, tokens {r['tokens']:.2f}")
                 for wave in (4, 8):
                     for grow in (0.1, 0.2, 0.3):
                         if wave < n:
-                            r = weigh(records, n, ks, confidence_rule(c), first_wave=wave, grow_at=grow)
-                            print(f"best_of {n} confidence {ks[0]}..{ks[-1]} c={c} first {wave} grow {grow}: "
+                            r = weigh(records, n, ks, confidence_rule(c, noise_of), first_wave=wave, grow_at=grow,
+                                      noise_of=noise_of)
+                            print(f"best_of {n} confidence {ks} c={c} first {wave} grow {grow}: "
                                   f"gain kept {r['gain_kept']:.2f}, tokens {r['tokens']:.2f}")
 
 

@@ -66,6 +66,10 @@ SCORER_BATCH_SIZE = Histogram(
 CANDIDATES_PRUNED = Counter(
     "prune_candidates_pruned", "Candidates aborted at a pruning checkpoint for scoring low on their partial text."
 )
+ADAPTIVE_N = Counter(
+    "prune_adaptive_n_candidates", "Adaptive N: candidates of best_of past the first wave, by what became of them: "
+    "drawn (the first wave's rewards spread) or unsampled (they agreed).", ["outcome"],
+)
 QUEUE_WAIT = Histogram(
     "prune_queue_wait_seconds", "Time a candidate waited in the engine's queue before it was first scheduled.",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),

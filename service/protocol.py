@@ -433,6 +433,14 @@ class Reranking(BaseModel):
     deadline_ms: int = Field(description="The deadline used, in Unix milliseconds.")
     stopped_early: bool = Field(description="The deadline cut at least one candidate short.")
     candidates_pruned: int = Field(description="Candidates aborted early for scoring low at a pruning checkpoint.")
+    pruned_at: dict[int, int] = Field(
+        default_factory=dict, description="How many candidates were pruned at each checkpoint (key: its tokens).")
+    first_wave: int | None = Field(
+        None, description="Adaptive N: the candidates started at once; the rest of effective_best_of only if "
+        "their rewards spread at the first checkpoint. null: all started at once.")
+    candidates_drawn_late: int = Field(
+        0, description="Adaptive N: candidates started after the first wave, because its rewards spread "
+        "(0 with a first wave: it agreed, and the rest were never sampled).")
     degraded: str | None = Field(
         None, description="Scored by the fallback reward instead of reward_model: scorer_unavailable or scorer_slow."
     )

@@ -38,10 +38,12 @@ from service.types import Prompt, check_checkpoints
 
 
 class Verdict(NamedTuple):
-    """What a checkpoint decided: the candidates to abort, and how many new ones to start."""
+    """What a checkpoint decided: the candidates to abort, how many new ones to start and,
+    with adaptive N, how many of best_of are never sampled."""
 
     victims: list[int]
     draw: int = 0
+    unsampled: int = 0
 
 
 # Given the checkpoint, the partial texts of the candidates judged there (index -> text)
@@ -114,14 +116,14 @@ class PruningPlan:
                 return Verdict(ranked[::-1][:victim_count(len(partials), others, self.fraction, self.floor)])
             judged = [(i, score[i], self.ranking.is_degenerate(partials[i])) for i in ranked]
             noise = self.noise.at(at)
-            draw = 0
+            draw = unsampled = 0
             if drawing:  # adaptive N: the rest of best_of only where the first wave disagrees
                 draw = n - started if spread(judged) > self.grow_at * noise else 0
-                started = n
+                unsampled, started = n - started - draw, n
             room = len(partials) + others + draw - self.floor
             victims = confident_victims(judged, noise, self.confidence, room, best_seen.get(at))
             best_seen[at] = max([best_seen.get(at, float("-inf"))] + [s for _, s, bad in judged if not bad])
-            return Verdict(victims, draw)
+            return Verdict(victims, draw, unsampled)
 
         return choose
 

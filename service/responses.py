@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +66,9 @@ CHAT = ChatShape("chat.completion", "chat.completion.chunk", "chatcmpl")
 
 def reranking(plan: RerankPlan, selection: Selection) -> Reranking:
     """prune's account of how the answer was chosen."""
+    first_wave = None if plan.pruning is None else plan.pruning.starting(plan.effective_best_of)
+    if first_wave == plan.effective_best_of:  # all started at once: no waves
+        first_wave = None
     return Reranking(
         best_of=plan.best_of,
         effective_best_of=plan.effective_best_of,
@@ -77,6 +81,9 @@ def reranking(plan: RerankPlan, selection: Selection) -> Reranking:
         deadline_ms=plan.budget.deadline_ms,
         stopped_early=selection.stopped_early,
         candidates_pruned=selection.candidates_pruned,
+        pruned_at=dict(sorted(Counter(c.pruned_at for c in selection.candidates if c.pruned).items())),
+        first_wave=first_wave,
+        candidates_drawn_late=0 if first_wave is None else max(0, selection.candidates_generated - first_wave),
         degraded=selection.degraded,
         commit=None if selection.commit is None else CommitReport(
             at_tokens=selection.commit.at_tokens,

@@ -127,7 +127,8 @@ class RequestTracer:
             if candidate.pruned:
                 generate.add_event("pruning checkpoint", timestamp=ns(timing.ended),
                                    attributes={"prune.candidate": candidate.index,
-                                               "prune.tokens": candidate.completion_tokens})
+                                               "prune.tokens": candidate.completion_tokens,
+                                               "prune.checkpoint": candidate.pruned_at})
             span.end(end_time=ns(end))
         generate.end(end_time=ns(generate_end))
         for call in selection.score_calls:

@@ -302,6 +302,9 @@ class _Race:
         else:
             victims = set(verdict.victims)
             self._start(verdict.draw)
+            if verdict.draw or verdict.unsampled:
+                metrics.ADAPTIVE_N.labels("drawn").inc(verdict.draw)
+                metrics.ADAPTIVE_N.labels("unsampled").inc(verdict.unsampled)
         doomed = sorted((t for t in self.running if self.tasks[t] in victims), key=self.tasks.get)
         await _cancel(doomed, metrics.CANDIDATES_PRUNED)
         self.running.difference_update(doomed)

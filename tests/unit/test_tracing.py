@@ -60,7 +60,8 @@ def test_a_trace_shows_each_candidate_its_score_and_where_it_stopped():
     pruned = [s for s in candidates if s.attributes["prune.pruned"]]
     assert len(pruned) == reranking["candidates_pruned"] == 2
     assert all(s.attributes["prune.tokens"] <= 3 and "prune.score" not in s.attributes for s in pruned)
-    assert len([e for e in generate.events if e.name == "pruning checkpoint"]) == 2
+    events = [e for e in generate.events if e.name == "pruning checkpoint"]
+    assert [e.attributes["prune.checkpoint"] for e in events] == [2, 2]
     # The others carry the scores the answer reports, and the chosen one is marked.
     scored = sorted((s.attributes["prune.score"] for s in candidates if "prune.score" in s.attributes), reverse=True)
     assert scored == sorted((c["score"] for c in reranking["candidates"]), reverse=True)
