@@ -108,7 +108,9 @@ class PruningPlan:
             except APIError as exc:
                 if not exc.unavailable:
                     raise
-                return Verdict([])  # a judge that is unavailable prunes nobody: the request goes on whole
+                # A judge that is unavailable prunes nobody: the request goes on whole, every candidate drawn.
+                draw, started = (n - started, n) if drawing else (0, started)
+                return Verdict([], draw)
             # Best first: the degenerate last, then the lower reward, among equals the later candidate.
             score = dict(zip(order, scores.values))
             ranked = sorted(order, key=lambda i: self.ranking.key(i, partials[i], score[i]))
@@ -145,9 +147,9 @@ def confident_victims(ranked: list[tuple[int, float, bool]], noise: float, confi
     """Speculative rejection by confidence: the candidates that can no longer win.
 
     `ranked` holds the running candidates best first (service.ranking), each as
-    (index, reward of its text so far, degenerate). `noise` is how far, at this
-    length, a partial text's reward strays from its final one (the calibrated
-    spread, loadtests/calibrate_pruning). A candidate stays while its reward is
+    (index, reward of its text so far, degenerate). `noise` is how uncertain, at
+    this length, a partial text's reward leaves its final one, in units of partial
+    reward (loadtests/calibrate_pruning measures it). A candidate stays while its reward is
     within `confidence` x `noise` of the leader's: it could still overtake it. The
     others go, the worst first, as many as `room` allows; a degenerate text goes whatever it scored.
     `best_seen`: the best reward at this length of candidates judged before (an earlier wave).

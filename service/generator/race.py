@@ -198,7 +198,8 @@ async def race_deadline(
     With `judging.choose_victims`, at each of progress's pruning checkpoints the running
     candidates' snapshots are judged and the victims cancelled and yielded as
     pruned partials; when the verdict draws more candidates, `draw(i)` starts
-    candidate i (numbered on from the first runs) and it is judged from the first checkpoint on. With `judging.commit`, at its checkpoint the leaders are chosen, the
+    candidate i (numbered on from the first runs), judged from the first checkpoint
+    on. With `judging.commit`, at its checkpoint the leaders are chosen, the
     rest cancelled and yielded as pruned partials, `Committed` is yielded, and
     from then on the running leaders' new text as `Delta`s (no more than `leaders`
     candidates: committed at once). At the deadline the unfinished ones are

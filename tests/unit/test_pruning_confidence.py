@@ -108,6 +108,20 @@ def test_adaptive_n_draws_the_rest_where_the_first_wave_spreads():
     assert agreed.completion_tokens < spread.completion_tokens
 
 
+def test_an_unavailable_judge_prunes_nobody_and_draws_every_candidate():
+    from service.errors import Overloaded
+    from service.reward.catalog import StaticCatalog
+
+    class Gone(FakeReward):
+        async def score(self, prompt, completions):
+            raise Overloaded("scorer replica died", code="replica_unavailable")
+
+    gen = generator(judge=StaticCatalog({"fake": Gone(FakeRewardConfig())}, "fake"))
+    result = asyncio.run(best_of_n(gen, FakeReward(FakeRewardConfig()), PROMPT, SamplingSpec(max_tokens=32),
+                                   best_of=4, n=1, budget=budget(5000), pruning=plan(noise=5, first_wave=2)))
+    assert result.candidates_generated == 4 and result.candidates_pruned == 0  # the request went on whole
+
+
 def test_a_later_wave_is_judged_at_every_checkpoint_too():
     texts = [f"{'w' * (i + 1)} x" + TEN for i in range(8)]  # the start grows with i
     gen = generator(texts=texts)
