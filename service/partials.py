@@ -52,20 +52,6 @@ class PartialOffsets:
         return min(Curve(self.tokens, self.offsets).at(tokens), 0.0)
 
 
-def adjustment(self, tokens: int) -> float:
-        """What to add to the reward of a text cut at `tokens` tokens (never positive):
-        interpolated between the measured points, flat beyond them."""
-        i = bisect.bisect_left(self.tokens, tokens)
-        if i == 0:
-            value = self.offsets[0]
-        elif i == len(self.tokens):
-            value = self.offsets[-1]
-        else:
-            (t0, t1), (v0, v1) = self.tokens[i - 1 : i + 1], self.offsets[i - 1 : i + 1]
-            value = v0 + (v1 - v0) * (tokens - t0) / (t1 - t0)
-        return min(value, 0.0)
-
-
 def adjustment(offsets: PartialOffsets | None, finished: bool, tokens: int) -> float:
     """The adjustment to a candidate's reward for ranking: none for a finished text."""
     return 0.0 if finished or offsets is None else offsets.adjustment(tokens)

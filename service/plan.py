@@ -23,7 +23,7 @@ from service.config import ServiceConfig
 from service.errors import NotFound
 from service.lexicon import ban_words
 from service.partials import Curve, PartialOffsets
-from service.protocol import RerankRequest, reject
+from service.protocol import PruningRequest, RerankRequest, reject
 from service.pruning import PruningPlan
 from service.ranking import Ranking
 from service.types import Prompt, SamplingSpec
@@ -209,29 +209,38 @@ class Planner:
 
     def pruning_plan(self, request: RerankRequest, candidates: int, reward_model: str,
                      floor: int) -> PruningPlan | None:
-        """The request's pruning schedule: its own, the configured one, or none. The
-        confidence rule needs the reward model's measured noise; without it, the fraction rule."""
+        """The request's pruning schedule: its own, the configured one, or none."""
         configured, asked = self.config.pruning, request.pruning
         wanted = asked.enabled if asked is not None else configured.enabled and candidates >= configured.min_best_of
         if not wanted:
             return None
-        rule = (asked and asked.rule) or (configured.rule if asked is None or asked.fraction is None else "fraction")
-        noise = configured.noise.get(reward_model)
-        if rule == "confidence" and noise is None:
-            if asked is not None and asked.rule == "confidence":
+        common = dict(floor=floor, reward_model=reward_model, ranking=Ranking(self.limits.min_answer_chars))
+        rule = self.pruning_rule(asked, candidates)
+        if rule == "confidence":
+            confident = configured.confidence_rule
+            noise = confident.noise.get(reward_model) if confident else None
+            if noise is not None:
+                return PruningPlan(
+                    checkpoints=tuple((asked and asked.checkpoints) or confident.checkpoints), fraction=None,
+                    confidence=(asked and asked.confidence) or confident.confidence,
+                    noise=Curve(tuple(noise.tokens), tuple(noise.spread)),
+                    # Adaptive N only where nothing streams: a stream's commit judges every candidate at once.
+                    first_wave=None if request.stream else confident.first_wave, grow_at=confident.grow_at, **common,
+                )
+            if asked is not None and (asked.rule or asked.confidence):
                 raise reject("pruning.rule", f"the confidence rule needs the measured noise of reward model "
-                             f"{reward_model!r} (pruning.noise in the config); it has none")
-            rule = "fraction"
-        common = dict(checkpoints=tuple((asked and asked.checkpoints) or configured.checkpoints), floor=floor,
-                      reward_model=reward_model, ranking=Ranking(self.limits.min_answer_chars))
-        if rule == "fraction":
-            return PruningPlan(fraction=(asked and asked.fraction) or configured.fraction, **common)
-        return PruningPlan(
-            fraction=None, confidence=(asked and asked.confidence) or configured.confidence,
-            noise=Curve(tuple(noise.tokens), tuple(noise.spread)),
-            # Adaptive N only where nothing streams: a stream's commit judges every candidate at once.
-            first_wave=None if request.stream else configured.first_wave, grow_at=configured.grow_at, **common,
-        )
+                             f"{reward_model!r} (pruning.confidence_rule.noise in the config); it has none")
+        return PruningPlan(checkpoints=tuple((asked and asked.checkpoints) or configured.checkpoints),
+                           fraction=(asked and asked.fraction) or configured.fraction, **common)
+
+    def pruning_rule(self, asked: PruningRequest | None, candidates: int) -> str:
+        """The rule the request names (or implies by its fields); else the config's for its size."""
+        if asked is not None and asked.rule:
+            return asked.rule
+        if asked is not None and (asked.confidence or asked.fraction):
+            return "confidence" if asked.confidence else "fraction"
+        confident = self.config.pruning.confidence_rule
+        return "confidence" if confident is not None and candidates >= confident.from_best_of else "fraction"
 
     def commit_plan(self, request: RerankRequest, reward_model: str, offsets: PartialOffsets | None) -> CommitPlan | None:
         """A stream's commit point: its own, or the configured one. Under `select` it is

@@ -42,6 +42,15 @@ class PruningRequest(BaseModel):
     def _increasing(cls, v):
         return v if v is None else check_checkpoints(v)
 
+    @model_validator(mode="after")
+    def _one_rule(self) -> "PruningRequest":
+        if self.fraction is not None and self.confidence is not None:
+            raise ValueError("fraction belongs to the fraction rule and confidence to the confidence rule: give one")
+        stray = {"fraction": "confidence", "confidence": "fraction"}.get(self.rule)
+        if stray is not None and getattr(self, stray) is not None:
+            raise ValueError(f"{stray} does not apply to the {self.rule} rule")
+        return self
+
 
 class StreamCommitRequest(BaseModel):
     """How one stream starts; what is left out comes from the config's `streaming`."""

@@ -67,40 +67,58 @@ class NoiseConfig(Strict):
         return self
 
 
+class ConfidenceRuleConfig(Strict):
+    """The confidence rule: a candidate is aborted once its reward trails the leader's
+    by more than `confidence` times the reward model's measured `noise` at that
+    length; the ones that could still win stay. A reward model without `noise` is
+    pruned by the fraction rule."""
+
+    from_best_of: int = Field(
+        2, ge=2, description="Requests with at least this many candidates are pruned by this rule, fewer by the "
+        "fraction rule (where each measured better)."
+    )
+    checkpoints: list[int] = Field(
+        default_factory=lambda: [8, 12, 16, 24, 32], min_length=1, max_length=MAX_CHECKPOINTS,
+        description="Token counts at which the running candidates' partial texts are scored.",
+    )
+    confidence: float = Field(1.0, gt=0, description="A candidate stays while its reward is within this many "
+                              "noise spreads of the leader's.")
+    noise: dict[str, NoiseConfig] = Field(
+        default_factory=dict, description="Per reward model name, its measured noise by length."
+    )
+    first_wave: int | None = Field(
+        None, ge=1, description="Adaptive N (not streams): start this many candidates; at the first checkpoint "
+        "draw the rest of best_of only if their rewards spread by more than `grow_at` noise spreads. null: start "
+        "them all."
+    )
+    grow_at: float = Field(0.0, ge=0, description="Adaptive N: the spread, in noise spreads, that draws the rest.")
+
+    _increasing = field_validator("checkpoints")(check_checkpoints)
+
+
 class PruningConfig(Strict):
     """Early pruning (speculative rejection). Requests may turn it on or off and
     give their own rule (`pruning` in the request).
 
-    Two rules: `fraction` aborts that share of the running candidates at each
-    checkpoint; `confidence` aborts the candidates whose reward trails the leader's
-    by more than `confidence` times the reward model's measured `noise` at that
-    length (a candidate that could still win stays), so it prunes hard where the
-    judge separates the candidates and little where it cannot. A reward model
-    without `noise` is pruned by the fraction rule."""
+    The fraction rule (`checkpoints`, `fraction`) aborts that share of the running
+    candidates at each checkpoint. With `confidence_rule`, requests of at least
+    its `from_best_of` candidates are pruned by the confidence rule instead."""
 
     enabled: bool = False
     min_best_of: int = Field(
         8, ge=2, description="When enabled here, prune only requests with at least this many candidates "
         "(with few, pruning costs more reward than it saves); a request asking for pruning gets it regardless."
     )
-    rule: Literal["fraction", "confidence"] = "fraction"
     checkpoints: list[int] = Field(
         default_factory=lambda: [16], min_length=1, max_length=MAX_CHECKPOINTS,
-        description="Token counts at which the running candidates' partial texts are scored.",
+        description="Fraction rule: token counts at which the running candidates' partial texts are scored.",
     )
-    fraction: float = Field(0.5, gt=0, lt=1, description="fraction rule: share of the running candidates aborted "
+    fraction: float = Field(0.5, gt=0, lt=1, description="Fraction rule: share of the running candidates aborted "
                             "at each checkpoint.")
-    confidence: float = Field(1.0, gt=0, description="confidence rule: a candidate stays while its reward is "
-                              "within this many noise spreads of the leader's.")
-    noise: dict[str, NoiseConfig] = Field(
-        default_factory=dict, description="confidence rule: per reward model name, its measured noise by length."
+    confidence_rule: ConfidenceRuleConfig | None = Field(
+        None, description="The confidence rule, for requests of at least its from_best_of candidates (and for "
+        "requests that ask for it); null: the fraction rule only."
     )
-    first_wave: int | None = Field(
-        None, ge=1, description="Adaptive N (confidence rule, not streams): start this many candidates; at the "
-        "first checkpoint draw the rest of best_of only if their rewards spread by more than `grow_at` noise "
-        "spreads. null: start them all."
-    )
-    grow_at: float = Field(0.0, ge=0, description="Adaptive N: the spread, in noise spreads, that draws the rest.")
 
     _increasing = field_validator("checkpoints")(check_checkpoints)
 

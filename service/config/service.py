@@ -96,7 +96,8 @@ class ServiceConfig(Strict):
         check_callers(self.callers)
         if self.default_bans is not None and self.default_bans not in self.bans:
             raise ValueError(f"default_bans: {self.default_bans!r} is not one of bans ({', '.join(sorted(self.bans))})")
-        for field, named in (("partial_offsets", self.partial_offsets), ("pruning.noise", self.pruning.noise)):
+        noise = self.pruning.confidence_rule.noise if self.pruning.confidence_rule else {}
+        for field, named in (("partial_offsets", self.partial_offsets), ("pruning.confidence_rule.noise", noise)):
             unknown = sorted(set(named) - set(self.reward_models))
             if unknown:
                 raise ValueError(f"{field}: {', '.join(unknown)} is not a configured reward model")

@@ -137,8 +137,10 @@ def test_a_later_wave_is_judged_at_every_checkpoint_too():
 
 # --- config and requests ------------------------------------------------------------------
 
-CONFIDENT = {"enabled": True, "min_best_of": 4, "rule": "confidence", "checkpoints": [2], "confidence": 1.0,
-             "noise": {"fake": {"tokens": [2], "spread": [3.0]}}, "first_wave": 2, "grow_at": 0.5}
+CONFIDENT = {"enabled": True, "min_best_of": 4, "checkpoints": [2], "fraction": 0.5,
+             "confidence_rule": {"from_best_of": 4, "checkpoints": [2], "confidence": 1.0,
+                                 "noise": {"fake": {"tokens": [2], "spread": [3.0]}}, "first_wave": 2,
+                                 "grow_at": 0.5}}
 
 
 def planned(config_pruning, **body):
@@ -148,10 +150,20 @@ def planned(config_pruning, **body):
     return asyncio.run(r.plan(request)).pruning
 
 
+def with_rule(**rule):
+    return CONFIDENT | {"confidence_rule": CONFIDENT["confidence_rule"] | rule}
+
+
 def test_the_configured_confidence_rule_reaches_the_plan_with_its_noise():
     pruning = planned(CONFIDENT)
     assert pruning.fraction is None and pruning.confidence == 1.0 and pruning.noise.at(2) == 3.0
     assert pruning.first_wave == 2 and pruning.starting(4) == 2
+
+
+def test_the_confidence_rule_takes_requests_from_its_best_of_and_the_fraction_rule_the_rest():
+    config = with_rule(from_best_of=8, checkpoints=[4, 8])
+    assert planned(config, best_of=7).fraction == 0.5 and planned(config, best_of=7).checkpoints == (2,)
+    assert planned(config, best_of=8).confidence == 1.0 and planned(config, best_of=8).checkpoints == (4, 8)
 
 
 def test_a_reward_model_without_noise_is_pruned_by_the_fraction_rule():
@@ -161,8 +173,11 @@ def test_a_reward_model_without_noise_is_pruned_by_the_fraction_rule():
 
 def test_a_request_may_ask_for_either_rule():
     assert planned(CONFIDENT, pruning={"fraction": 0.25}).fraction == 0.25  # a fraction alone: the fraction rule
-    measured = ARGS["pruning"] | {"noise": CONFIDENT["noise"]}  # the fraction rule configured, noise measured
-    assert planned(measured, pruning={"rule": "confidence", "confidence": 2.0}).confidence == 2.0
+    assert planned(CONFIDENT, pruning={"rule": "fraction"}).fraction == 0.5
+    measured = with_rule(from_best_of=32)  # the fraction rule for 4 candidates, but the noise is measured
+    assert planned(measured).fraction == 0.5
+    assert planned(measured, pruning={"confidence": 2.0}).confidence == 2.0
+    assert planned(measured, pruning={"rule": "confidence"}).confidence == 1.0
 
 
 def test_the_confidence_rule_without_measured_noise_is_a_400_naming_the_field():
@@ -171,15 +186,24 @@ def test_the_confidence_rule_without_measured_noise_is_a_400_naming_the_field():
     assert err.value.param == "pruning.rule"
 
 
+@pytest.mark.parametrize("pruning", [{"fraction": 0.5, "confidence": 1.0}, {"rule": "fraction", "confidence": 1.0},
+                                     {"rule": "confidence", "fraction": 0.5}])
+def test_a_request_gives_one_rule_or_hears_so(pruning):
+    from tests.api_client import make_client
+
+    r = make_client().post("/v1/completions", json={"model": "fake-model", "prompt": "Hi", "pruning": pruning})
+    assert r.status_code == 400 and r.json()["error"]["param"].startswith("pruning")
+
+
 def test_streams_start_every_candidate_at_once():
     assert planned(CONFIDENT, stream=True).first_wave is None
 
 
 def test_noise_must_name_a_configured_reward_model_and_be_positive():
-    with pytest.raises(ConfigError, match="pruning.noise"):
-        parse_config(ARGS | {"pruning": CONFIDENT | {"noise": {"nope": {"tokens": [2], "spread": [1.0]}}}})
+    with pytest.raises(ConfigError, match="pruning.confidence_rule.noise"):
+        parse_config(ARGS | {"pruning": with_rule(noise={"nope": {"tokens": [2], "spread": [1.0]}})})
     with pytest.raises(ConfigError, match="spread"):
-        parse_config(ARGS | {"pruning": CONFIDENT | {"noise": {"fake": {"tokens": [2], "spread": [0.0]}}}})
+        parse_config(ARGS | {"pruning": with_rule(noise={"fake": {"tokens": [2], "spread": [0.0]}})})
 
 
 def test_reranking_says_what_was_spent_and_why():
@@ -187,7 +211,7 @@ def test_reranking_says_what_was_spent_and_why():
 
     texts = ["a b" + TEN, "longer start" + TEN, "c d" + TEN, "longest beginning" + TEN]
     client = make_client(texts=texts, generator={"seconds_per_token": 0.01},
-                         pruning=CONFIDENT | {"noise": {"fake": {"tokens": [2], "spread": [5.0]}}})
+                         pruning=with_rule(noise={"fake": {"tokens": [2], "spread": [5.0]}}))
     body = {"model": "fake-model", "prompt": "Say something.", "best_of": 4, "return_candidates": True}
     spread = client.post("/v1/completions", json=body).json()["reranking"]
     # The first two (3 and 12 characters at two words) spread: two more were drawn; the 3s went at 2 words.
