@@ -11,8 +11,11 @@ are refused (or scored by the fallback) at once instead of waiting on it.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import itertools
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
 
@@ -88,6 +91,7 @@ class Probe:
     def __init__(self, read: Callable[[], Awaitable[Any]], value: Any = None, every_s: float = 0.2,
                  timeout_s: float = 1.0):
         self.read, self.value, self.every_s, self.timeout_s = read, value, every_s, timeout_s
+        self.read_at = time.monotonic()  # when the read that gave `value` was sent
         self.down = False
         self.task: asyncio.Task | None = None
 
@@ -104,7 +108,8 @@ class Probe:
 
     async def refresh(self) -> None:
         try:
-            self.value = await asyncio.wait_for(self.read(), self.timeout_s)
+            sent = time.monotonic()
+            self.value, self.read_at = await asyncio.wait_for(self.read(), self.timeout_s), sent
             self.down = False
         except Exception as exc:  # timed out, unavailable, or failing: down until a read succeeds
             if not self.down:
@@ -130,6 +135,8 @@ class RemoteGenerator(Generator):
         self.max_model_len = info["max_model_len"]
         # The running candidates, read in the background every 0.2 s: no round trip on the hot path.
         self.probe = Probe(self.read_load, value=0)
+        # When this ingress's candidates ended: a reading counts ours that ended since it was sent.
+        self.ended: collections.deque[float] = collections.deque(maxlen=4096)
 
     async def read_load(self) -> int:
         with unwrapping_ray_errors():
@@ -142,6 +149,8 @@ class RemoteGenerator(Generator):
         try:
             with unwrapping_ray_errors():
                 async for event in stream:
+                    if isinstance(event, Candidate):  # finished, pruned or cut: it runs no more
+                        self.ended.append(time.monotonic())
                     yield event
         finally:
             # Client gone or caller done: cancel on the replica, which aborts in the engine.
@@ -158,11 +167,16 @@ class RemoteGenerator(Generator):
             return await self.handle.detokenize.remote(tuple(token_ids))
 
     async def load(self) -> int:
-        """The last reading (admission calls this first: a dead generator is a 503 at once)."""
+        """The last reading, less this ingress's candidates that ended since it was sent
+        (up to 0.2 s old, it still counts a request that just finished: a client sending
+        one request after another would see its best_of cut by adaptive best_of).
+        Admission calls this first: a dead generator is a 503 at once."""
         self.probe.poll()
         if self.probe.down:
             raise unavailable("generator")
-        return self.probe.value
+        since = self.probe.read_at
+        ended = sum(1 for _ in itertools.takewhile(lambda t: t >= since, reversed(self.ended)))
+        return max(0, self.probe.value - ended)
 
 
 class ScorerCatalog:

@@ -83,3 +83,60 @@ def test_a_generator_whose_replica_died_is_a_503_at_once_and_served_again_once_i
         generator.probe.task.cancel()
 
     asyncio.run(scenario())
+
+
+def test_the_generator_load_does_not_count_this_ingress_candidates_that_ended_since_the_reading():
+    # A client sending one request after another: the last reading (up to 0.2 s old) still
+    # counts the candidates of the request that just ended, which would cut the next one's best_of.
+    import asyncio
+
+    from service.handles import RemoteGenerator
+    from service.types import Candidate
+
+    class Load:
+        value = 3
+
+        async def remote(self):
+            return self.value
+
+    class Stream:
+        def __init__(self, events):
+            self.events = events
+
+        def __aiter__(self):
+            return self.aiter()
+
+        async def aiter(self):
+            for event in self.events:
+                yield event
+
+        def cancel(self):
+            pass
+
+    class Handle:
+        load = Load()
+
+        def options(self, **_):
+            return self
+
+        @property
+        def generate(self):
+            return self
+
+        def remote(self, *args):
+            return Stream([Candidate(i, "text", "stop", 2) for i in range(2)])
+
+    async def scenario():
+        generator = RemoteGenerator(Handle(), {"model_name": "m", "max_model_len": 64})
+        generator.probe.every_s = 60  # one reading, no more
+        await generator.load()
+        await asyncio.sleep(0.01)
+        assert await generator.load() == 3  # the reading: three running, two of them ours
+        assert len([c async for c in generator.generate(None, None, 2, None)]) == 2
+        assert await generator.load() == 1  # ours ended since: one left (another ingress's)
+        Handle.load.value = 1
+        await generator.probe.refresh()
+        assert await generator.load() == 1  # a fresh reading counts only what runs
+        generator.probe.task.cancel()
+
+    asyncio.run(scenario())
