@@ -113,7 +113,8 @@ def summarise(cells: dict[tuple[str, int], list[dict]]) -> list[dict]:
             return gain(records, idx) / base if base else float("nan")
 
         def token_share(idx):
-            return statistics.fmean(records[p]["tokens"] for p in idx) / statistics.fmean(full[p]["tokens"] for p in idx)
+            spent = statistics.fmean(records[p]["tokens"] for p in idx)
+            return spent / statistics.fmean(full[p]["tokens"] for p in idx)
 
         seconds = [r["seconds"] for r in records]
         row = {

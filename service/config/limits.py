@@ -49,9 +49,10 @@ class Limits(Strict):
 
 
 class NoiseConfig(Strict):
-    """How far a reward model's score of a text cut at so many tokens strays from the
-    score of the text it becomes: the spread of (final - partial) within a prompt,
-    measured by loadtests/calibrate_pruning."""
+    """How uncertain a reward model's score of a text cut at so many tokens leaves the
+    score of the text it becomes, in units of partial score: within a prompt, the
+    residual spread of final on partial score over the regression's slope
+    (loadtests/calibrate_pruning measures it)."""
 
     tokens: list[int] = Field(min_length=1)
     spread: list[float] = Field(min_length=1)
