@@ -69,3 +69,18 @@ def test_a_504_leaves_its_prompt_out_of_the_gains():
 
 def test_the_bootstrap_interval_of_a_constant_is_that_constant():
     assert bootstrap(5, lambda idx: 0.7) == (0.7, 0.7)
+
+
+def test_branching_and_fresh_schedules_spend_the_same_tokens_and_keep_their_best():
+    from loadtests.measure_branching import schedules
+
+    # 8 candidates of 64 tokens, all past k = 16; the prefix order is 0 (best) to 7.
+    record = {"tokens": [64] * 8, "cut": [True] * 8, "prefix": [8.0, 7, 6, 5, 4, 3, 2, 1],
+              "final": [1.0, 2.0, 0.0, 0.0, 0.0, 5.0, 9.0, 0.0], "leaders": [0, 1],
+              "branches": [{"leader": 0, "tokens": 48, "final": 4.0}, {"leader": 0, "tokens": 48, "final": 0.0},
+                           {"leader": 1, "tokens": 48, "final": 3.0}, {"leader": 1, "tokens": 48, "final": 0.0}]}
+    s = schedules(record, 16)
+    assert s["best_of_8"] == (8.0, 512)  # candidate 6 (9.0) over candidate 0 (1.0)
+    assert s["fresh"] == (4.0, 6 * 64 + 2 * 16)  # the 6 best prefixes finished: 5.0 is the best of them
+    assert s["branch"] == (3.0, 2 * 64 + 6 * 16 + 4 * 48)  # leaders 1.0, 2.0 and branches up to 4.0
+    assert s["fresh"][1] == s["branch"][1]  # the same tokens
