@@ -36,7 +36,9 @@ import time
 from dataclasses import replace
 
 from loadtests.calibrate_pruning import prefix
-from loadtests.prompts import TUNING_PROMPTS
+from loadtests.prompts import HELD_OUT_PROMPTS, TUNING_PROMPTS
+
+PROMPT_SETS = {"tuning": TUNING_PROMPTS, "held-out": HELD_OUT_PROMPTS}
 
 FRESH = 8  # candidates screened at k tokens, in both schedules
 LEADERS = 2  # prefixes the branch schedule continues
@@ -57,7 +59,7 @@ async def measure(args) -> list[dict]:
     generator = reranker.generator
     reward = (await reranker.catalog.current()).get(config.default_reward_model)
     records = []
-    for p, text in enumerate(TUNING_PROMPTS[: args.prompts]):
+    for p, text in enumerate(PROMPT_SETS[args.prompt_set][: args.prompts]):
         request = ChatCompletionRequest.model_validate({
             "model": generator.model_name, "messages": [{"role": "user", "content": text}],
             "best_of": FRESH, "seed": args.seed + 100 * p, "pruning": False,
@@ -133,7 +135,9 @@ def report(records: list[dict], k: int) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="deploy/local.yaml")
-    parser.add_argument("--prompts", type=int, default=len(TUNING_PROMPTS))
+    parser.add_argument("--prompt-set", choices=list(PROMPT_SETS), default="tuning",
+                        help="held-out: confirm a schedule chosen on the tuning prompts, never tune on it")
+    parser.add_argument("--prompts", type=int, default=None, help="the first so many of the set (default: all)")
     parser.add_argument("--k", type=int, default=16, help="tokens at which prefixes are judged and branched")
     parser.add_argument("--branches", type=int, default=2, help="new continuations of each of the 2 leaders")
     parser.add_argument("--seed", type=int, default=7)
