@@ -46,7 +46,10 @@ SCHEDULES = {
     "today": {"rule": "fraction", "checkpoints": [8, 24], "fraction": 0.5},
     "confidence": {"rule": "confidence", "checkpoints": [8, 12, 16, 24, 32], "confidence": 1.25},
     "confidence-0.75": {"rule": "confidence", "checkpoints": [8, 12, 16, 24, 32], "confidence": 0.75},
+    # The config's branch rule (deploy/local.yaml: at 16 tokens the 2 best go on, each continued twice more).
+    "branch": {"rule": "branch"},
 }
+DEFAULT_SCHEDULES = ["off", "today", "confidence", "confidence-0.75"]
 
 # The most the config allows: "no budget" for the part that measures compute.
 UNLIMITED_MS = 120_000
@@ -242,7 +245,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="deploy/local.yaml", help="deploy file whose generator and rewards to use")
     parser.add_argument("--best-of", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 16, 32])
-    parser.add_argument("--schedules", type=lambda s: s.split(","), default=list(SCHEDULES),
+    parser.add_argument("--schedules", type=lambda s: s.split(","), default=DEFAULT_SCHEDULES,
                         help=f"pruning schedules to run at each best_of > 1: {', '.join(SCHEDULES)}")
     parser.add_argument("--budgets", type=lambda s: [float(x) for x in s.split(",") if x], default=[],
                         help="anytime budgets, as multiples of the single-sample p50 latency (e.g. 0.5,1,1.5,2,3)")

@@ -24,7 +24,7 @@ from service.errors import NotFound
 from service.lexicon import ban_words
 from service.partials import Curve, PartialOffsets
 from service.protocol import PruningRequest, RerankRequest, reject
-from service.pruning import PruningPlan
+from service.pruning import Branching, PruningPlan
 from service.ranking import Ranking
 from service.types import Prompt, SamplingSpec
 
@@ -216,6 +216,14 @@ class Planner:
             return None
         common = dict(floor=floor, reward_model=reward_model, ranking=Ranking(self.limits.min_answer_chars))
         rule = self.pruning_rule(asked, candidates)
+        if rule == "branch":
+            branching = configured.branch_rule
+            if branching is None:
+                raise reject("pruning.rule", "the branch rule is not configured here (pruning.branch_rule)")
+            if request.stream:  # a stream commits to its leaders at one point: no branches after it
+                raise reject("pruning.rule", "the branch rule does not apply to streams")
+            return PruningPlan(checkpoints=(branching.at,), fraction=None, **common,
+                               branch=Branching(branching.at, branching.leaders, branching.per_leader))
         if rule == "confidence":
             confident = configured.confidence_rule
             noise = confident.noise.get(reward_model) if confident else None

@@ -32,7 +32,7 @@ class PruningRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")  # prune's own object: a typo is an error
     enabled: bool = True
-    rule: Literal["fraction", "confidence"] | None = None
+    rule: Literal["fraction", "confidence", "branch"] | None = None
     checkpoints: list[int] | None = Field(None, min_length=1, max_length=MAX_CHECKPOINTS)
     fraction: float | None = Field(None, gt=0, lt=1)
     confidence: float | None = Field(None, gt=0, le=100)
@@ -46,9 +46,11 @@ class PruningRequest(BaseModel):
     def _one_rule(self) -> "PruningRequest":
         if self.fraction is not None and self.confidence is not None:
             raise ValueError("fraction belongs to the fraction rule and confidence to the confidence rule: give one")
-        stray = {"fraction": "confidence", "confidence": "fraction"}.get(self.rule)
-        if stray is not None and getattr(self, stray) is not None:
-            raise ValueError(f"{stray} does not apply to the {self.rule} rule")
+        for stray in ("fraction", "confidence"):
+            if self.rule is not None and self.rule != stray and getattr(self, stray) is not None:
+                raise ValueError(f"{stray} does not apply to the {self.rule} rule")
+        if self.rule == "branch" and self.checkpoints is not None:
+            raise ValueError("the branch rule judges at the config's branch_rule.at: checkpoints do not apply")
         return self
 
 
@@ -447,6 +449,9 @@ class Reranking(BaseModel):
     first_wave: int | None = Field(
         None, description="Adaptive N: the candidates started at once; the rest of effective_best_of only if "
         "their rewards spread at the first checkpoint. null: all started at once.")
+    candidates_branched: int = Field(
+        0, description="Branch rule: candidates that continued a leader's text with new seeds (beyond "
+        "effective_best_of; counted in candidates_generated).")
     candidates_drawn_late: int = Field(
         0, description="Adaptive N: candidates started after the first wave, because its rewards spread "
         "(0 with a first wave: it agreed, and the rest were never sampled).")

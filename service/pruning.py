@@ -39,11 +39,28 @@ from service.types import Prompt, check_checkpoints
 
 class Verdict(NamedTuple):
     """What a checkpoint decided: the candidates to abort, how many new ones to start and,
-    with adaptive N, how many of best_of are never sampled."""
+    with adaptive N, how many of best_of are never sampled; when branching, the
+    candidates whose text so far new ones continue (one entry per new candidate)."""
 
     victims: list[int]
     draw: int = 0
     unsampled: int = 0
+    branch_from: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Branching:
+    """At `at` tokens keep the `leaders` best candidates, abort the rest, and start
+    `per_leader` new candidates continuing each leader's text so far with new seeds
+    (TreeBoN-style; loadtests/measure_branching)."""
+
+    at: int
+    leaders: int = 2
+    per_leader: int = 2
+
+    def __post_init__(self):
+        if self.at < 1 or self.leaders < 1 or self.per_leader < 1:
+            raise ValueError("branching needs at, leaders and per_leader of at least 1")
 
 
 # Given the checkpoint, the partial texts of the candidates judged there (index -> text)
@@ -72,11 +89,14 @@ class PruningPlan:
     noise: Curve | None = None
     first_wave: int | None = None
     grow_at: float = 0.0
+    branch: Branching | None = None  # the branch rule: its one checkpoint is branch.at
 
     def __post_init__(self):
         check_checkpoints(self.checkpoints)
-        if (self.fraction is None) == (self.confidence is None):
-            raise ValueError("a pruning plan has one rule: fraction, or confidence with noise")
+        if sum(rule is not None for rule in (self.fraction, self.confidence, self.branch)) != 1:
+            raise ValueError("a pruning plan has one rule: fraction, confidence with noise, or branch")
+        if self.branch is not None and self.checkpoints != (self.branch.at,):
+            raise ValueError("the branch rule judges at one checkpoint: branch.at")
         if self.fraction is not None and not 0 < self.fraction < 1:
             raise ValueError("fraction must be between 0 and 1")
         if self.confidence is not None and (self.confidence <= 0 or self.noise is None):
@@ -114,6 +134,9 @@ class PruningPlan:
             # Best first: the degenerate last, then the lower reward, among equals the later candidate.
             score = dict(zip(order, scores.values))
             ranked = sorted(order, key=lambda i: self.ranking.key(i, partials[i], score[i]))
+            if self.branch is not None:
+                sound = [i for i in ranked if not self.ranking.is_degenerate(partials[i])]
+                return self.branching(ranked, sound, len(partials) + others)
             if self.fraction is not None:
                 return Verdict(ranked[::-1][:victim_count(len(partials), others, self.fraction, self.floor)])
             judged = [(i, score[i], self.ranking.is_degenerate(partials[i])) for i in ranked]
@@ -128,6 +151,16 @@ class PruningPlan:
             return Verdict(victims, draw, unsampled)
 
         return choose
+
+    def branching(self, ranked: list[int], sound: list[int], alive: int) -> Verdict:
+        """The branch rule's verdict: the best `leaders` of the sound (not degenerate)
+        candidates stay and are continued, the rest go (the worst first, never below the floor)."""
+        leaders = sound[: self.branch.leaders]
+        if not leaders:  # nothing worth continuing: nobody goes, nothing branches
+            return Verdict([])
+        branch_from = tuple(i for i in leaders for _ in range(self.branch.per_leader))
+        room = alive + len(branch_from) - self.floor
+        return Verdict([i for i in ranked[::-1] if i not in leaders][: max(room, 0)], branch_from=branch_from)
 
 
 def spread(judged: list[tuple[int, float, bool]]) -> float:

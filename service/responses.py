@@ -83,6 +83,7 @@ def reranking(plan: RerankPlan, selection: Selection) -> Reranking:
         candidates_pruned=selection.candidates_pruned,
         pruned_at=dict(sorted(Counter(c.pruned_at for c in selection.candidates if c.pruned).items())),
         first_wave=first_wave,
+        candidates_branched=sum(c.branched for c in selection.candidates),
         candidates_drawn_late=0 if first_wave is None else max(0, selection.candidates_generated - first_wave),
         degraded=selection.degraded,
         commit=None if selection.commit is None else CommitReport(

@@ -121,6 +121,7 @@ class Candidate:
     prompt_tokens: int = 0  # the same for every candidate of a request
     pruned: bool = False  # aborted at a pruning checkpoint for scoring low
     pruned_at: int = 0  # the checkpoint (tokens) it was pruned at
+    branched: bool = False  # a branch: it continued another candidate's text (which its text starts with)
     logprobs: tuple[TokenLogprob, ...] | None = None  # one per token, when asked (finished candidates)
     timing: CandidateTiming | None = None  # set by the generator's race (service.generator.race)
 

@@ -36,6 +36,7 @@ from service.config.rewards import (  # noqa: F401
 )
 from service.config.limits import (  # noqa: F401
     Limits,
+    BranchRuleConfig,
     ConfidenceRuleConfig,
     NoiseConfig,
     PruningConfig,

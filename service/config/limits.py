@@ -97,6 +97,16 @@ class ConfidenceRuleConfig(Strict):
     _increasing = field_validator("checkpoints")(check_checkpoints)
 
 
+class BranchRuleConfig(Strict):
+    """The branch rule (TreeBoN-style), for requests that name it: at `at` tokens keep
+    the `leaders` best candidates, abort the rest, and continue each leader's text
+    with `per_leader` new candidates (new seeds, beyond best_of)."""
+
+    at: int = Field(16, ge=1, description="Tokens at which the candidates are judged and the leaders branched.")
+    leaders: int = Field(2, ge=1, le=8)
+    per_leader: int = Field(2, ge=1, le=8, description="New candidates continuing each leader's text.")
+
+
 class PruningConfig(Strict):
     """Early pruning (speculative rejection). Requests may turn it on or off and
     give their own rule (`pruning` in the request).
@@ -116,6 +126,9 @@ class PruningConfig(Strict):
     )
     fraction: float = Field(0.5, gt=0, lt=1, description="Fraction rule: share of the running candidates aborted "
                             "at each checkpoint.")
+    branch_rule: BranchRuleConfig | None = Field(
+        None, description="The branch rule, for requests that ask for it (`rule: branch`); null: refused (400)."
+    )
     confidence_rule: ConfidenceRuleConfig | None = Field(
         None, description="The confidence rule, for requests of at least its from_best_of candidates (and for "
         "requests that ask for it); null: the fraction rule only."

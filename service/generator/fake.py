@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from service.config import FakeGeneratorConfig
@@ -58,12 +59,19 @@ class FakeGenerator(RacingGenerator):
             raise BadRequest("prompt plus max_tokens exceeds the model's context", param="max_tokens")
         return Prepared(prompt, sampling, prompt_tokens)
 
+    async def continuing(self, request: Prepared, text: str, tokens: int) -> Prepared:
+        """A branch says the words of its own text that come after the prefix's `tokens` words."""
+        sampling = replace(request.sampling, max_tokens=max(1, request.sampling.max_tokens - tokens))
+        return replace(request, sampling=sampling, engine=tokens)
+
     async def candidate(self, request: Prepared, i: int, progress: Progress) -> Candidate:
         prompt, sampling = request.prompt, request.sampling
         text = self._text((sampling.seed or 0) + i, prompt)
         if sampling.wants_json:  # as a grammar would have it: valid JSON unless cut short
             text = json.dumps({"answer": text})
-        words = text.split()
+        skip = request.engine or 0  # a branch: the words its prefix stands for
+        words = text.split()[skip:]
+        lead = " " if skip else ""  # a branch's text goes on after its prefix's last word
         out: list[str] = []
         try:
             with self.running_candidate():
@@ -74,7 +82,7 @@ class FakeGenerator(RacingGenerator):
                     if self.config.seconds_per_token:
                         await asyncio.sleep(self.config.seconds_per_token)
                     out.append(word)
-                    progress.update(i, " ".join(out), len(out))
+                    progress.update(i, lead + " ".join(out), len(out))
                     self.generated_tokens += 1
                     if any(s in " ".join(out) for s in sampling.stop):
                         break
@@ -82,7 +90,7 @@ class FakeGenerator(RacingGenerator):
             self.aborted += 1
             raise
         reason = "length" if len(words) > sampling.max_tokens else "stop"
-        return Candidate(i, " ".join(out), reason, len(out), prompt_tokens=progress.prompt_tokens,
+        return Candidate(i, lead + " ".join(out), reason, len(out), prompt_tokens=progress.prompt_tokens,
                          logprobs=self._logprobs(out, sampling.logprobs))
 
     @staticmethod

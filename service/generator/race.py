@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Coroutine, Sequence
 
 from service import metrics
+from service.errors import BadRequest
 from service.generator.base import Generator
 from service.types import Candidate, CandidateTiming, Committed, Deadline, Delta, Prompt, SamplingSpec
 
@@ -45,8 +46,10 @@ class RacingGenerator(Generator):
         judging = self.judging(prompt, n, pruning, commit)
         progress = Progress(request.prompt_tokens, judging.checkpoints)
 
-        def run(i: int) -> Coroutine[Any, Any, Candidate]:
-            return self.candidate(request, i, progress)
+        async def run(i: int, prefix: tuple[str, int] | None = None) -> Candidate:
+            # A branch continues another candidate's text so far (`prefix`: its text and tokens).
+            return await self.candidate(request if prefix is None else await self.continuing(request, *prefix),
+                                        i, progress)
 
         # Cancelling a candidate's run aborts its request in the engine. Adaptive N
         # (pruning.first_wave) starts some now and the rest when the judge draws them.
@@ -59,6 +62,17 @@ class RacingGenerator(Generator):
         parameter for a prompt the model cannot take."""
         return Prepared(prompt, sampling)
 
+    async def continuing(self, request: Prepared, text: str, tokens: int) -> Prepared:
+        """The request as a branch takes it: sampling on from `text` (another candidate's
+        first `tokens` tokens) instead of from the prompt alone; the candidate then reports
+        and returns only what it adds. An engine that cannot leaves this as it is
+        (`can_branch` is then false, and a plan that branches is a 400)."""
+        raise NotImplementedError
+
+    @property
+    def can_branch(self) -> bool:
+        return type(self).continuing is not RacingGenerator.continuing
+
     @abstractmethod
     async def candidate(self, request: Prepared, i: int, progress: Progress) -> Candidate:
         """Sample candidate i (seed `sampling.seed + i`), reporting its text to `progress`
@@ -67,6 +81,9 @@ class RacingGenerator(Generator):
 
     def judging(self, prompt: Prompt, n: int, pruning: PruningPlan | None, commit: CommitPlan | None) -> Judging:
         """The checkpoints and judges of a request's candidates, for `race_deadline`."""
+        if pruning is not None and pruning.branch is not None and not self.can_branch:
+            raise BadRequest("this generator cannot branch (continue a candidate's text): pruning rule branch",
+                             param="pruning.rule")
         choose = pruning.chooser(self.judge, prompt, n) if pruning else None
         # With no more candidates than leaders nothing is judged (no judge needed).
         leaders = None if commit is None or n <= commit.leaders else commit.chooser(self.judge, prompt)
@@ -83,7 +100,8 @@ class Progress:
         self.started = time.time()  # the candidates' engine requests go out now
         self.first_token_at: dict[int, float] = {}
         self.queued_s: dict[int, float] = {}  # what an engine says about its queue (vLLM)
-        self.latest: dict[int, tuple[str, int]] = {}  # candidate -> (text, tokens)
+        self.latest: dict[int, tuple[str, int]] = {}  # candidate -> (text, tokens), a branch's prefix included
+        self.prefixes: dict[int, tuple[str, int]] = {}  # branch -> the (text, tokens) it continues
         self.checkpoints = list(checkpoints)  # every candidate is judged at each, in order
         self.step: dict[int, int] = {}  # candidate -> its next checkpoint's place in `checkpoints` (0 if absent)
         self.snapshots: dict[int, tuple[str, int]] = {}  # (text, tokens) at its next checkpoint, once reached
@@ -99,6 +117,8 @@ class Progress:
         return self.queued_s[i]
 
     def update(self, i: int, text: str, tokens: int) -> None:
+        if i in self.prefixes:  # a branch reports what it adds: its text is the prefix's and that
+            text, tokens = self.prefixes[i][0] + text, self.prefixes[i][1] + tokens
         self.latest[i] = (text, tokens)
         if tokens and i not in self.first_token_at:
             self.first_token_at[i] = time.time()
@@ -134,6 +154,18 @@ class Progress:
             if at is not None and tokens >= at:
                 self.snapshots[i] = (text, tokens)
 
+    def branch(self, i: int, text: str, tokens: int) -> None:
+        """Candidate i continues `text` (`tokens` long): it has that text now and is next
+        judged at the first checkpoint past it."""
+        self.prefixes[i] = self.latest[i] = (text, tokens)
+        self.step[i] = sum(at <= tokens for at in self.checkpoints)
+
+    def whole(self, candidate: Candidate) -> Candidate:
+        """A finished branch as the client sees it: the prefix it continued and its own text
+        (its tokens stay those it generated: what it cost)."""
+        prefix = self.prefixes.get(candidate.index)
+        return candidate if prefix is None else replace(candidate, text=prefix[0] + candidate.text, branched=True)
+
     def stop_judging(self) -> None:
         self.checkpoints, self.snapshots = [], {}
 
@@ -160,8 +192,9 @@ class Progress:
     def partial(self, i: int, pruned_at: int = 0) -> Candidate:
         """Candidate i as far as it got: cut by the deadline, or pruned at checkpoint `pruned_at`."""
         text, tokens = self.latest.get(i, ("", 0))
+        tokens -= self.prefixes.get(i, ("", 0))[1]  # what it generated itself
         return self.timed(Candidate(i, text, "length", tokens, finished=False, prompt_tokens=self.prompt_tokens,
-                                    pruned=pruned_at > 0, pruned_at=pruned_at))
+                                    pruned=pruned_at > 0, pruned_at=pruned_at, branched=i in self.prefixes))
 
     def timed(self, candidate: Candidate) -> Candidate:
         """`candidate` with its timing, as it ends now."""
@@ -190,7 +223,7 @@ async def race_deadline(
     deadline: Deadline,
     progress: Progress,
     judging: Judging | None = None,
-    draw: Callable[[int], Coroutine[Any, Any, Candidate]] | None = None,
+    draw: Callable[..., Coroutine[Any, Any, Candidate]] | None = None,
 ) -> AsyncIterator[Candidate | Committed | Delta]:
     """Run one coroutine per candidate (each reporting to `progress`) and yield
     candidates as they finish.
@@ -199,7 +232,8 @@ async def race_deadline(
     candidates' snapshots are judged and the victims cancelled and yielded as
     pruned partials; when the verdict draws more candidates, `draw(i)` starts
     candidate i (numbered on from the first runs), judged from the first checkpoint
-    on. With `judging.commit`, at its checkpoint the leaders are chosen, the
+    on; when it branches, `draw(i, (text, tokens))` starts one continuing a
+    leader's snapshot, judged from the next checkpoint on. With `judging.commit`, at its checkpoint the leaders are chosen, the
     rest cancelled and yielded as pruned partials, `Committed` is yielded, and
     from then on the running leaders' new text as `Delta`s (no more than `leaders`
     candidates: committed at once). At the deadline the unfinished ones are
@@ -223,11 +257,12 @@ class _Race:
     """One race_deadline's candidates, the ones still running and the checkpoint being judged."""
 
     def __init__(self, runs: Sequence[Coroutine[Any, Any, Candidate]], progress: Progress,
-                 judging: Judging | None, draw: Callable[[int], Coroutine[Any, Any, Candidate]] | None = None) -> None:
+                 judging: Judging | None, draw: Callable[..., Coroutine[Any, Any, Candidate]] | None = None) -> None:
         self.choose_victims, self.commit = (judging.choose_victims, judging.commit) if judging else (None, None)
         self.progress = progress
         self.draw = draw
-        self.judged: tuple[int, set[int]] = (0, set())  # the checkpoint being judged and its candidates
+        # The checkpoint being judged, and its candidates' snapshots there.
+        self.judged: tuple[int, dict[int, tuple[str, int]]] = (0, {})
         self.tasks = {asyncio.ensure_future(run): i for i, run in enumerate(runs)}
         self.running = set(self.tasks)
         self.finished: dict[int, str] = {}  # index -> text
@@ -269,8 +304,9 @@ class _Race:
         due = None if self.verdict_due is not None else self.progress.due(running)
         if due is None:
             return
-        self.judged = at, group = due
+        at, group = due
         snapshot = {i: self.progress.snapshots[i] for i in group}
+        self.judged = (at, snapshot)
         # A stream starts every candidate at once (no waves): its commit point judges them all.
         self.committing = self.commit is not None and at == self.commit[0].at_tokens
         if self.committing:
@@ -285,7 +321,7 @@ class _Race:
         events: list[Candidate | Committed | Delta] = list(self.progress.deltas()) if self.progress.followed else []
         for task in sorted(done & self.running, key=self.tasks.get):
             self.running.discard(task)
-            candidate = self.progress.timed(task.result())
+            candidate = self.progress.timed(self.progress.whole(task.result()))
             self.finished[candidate.index] = candidate.text
             events.append(candidate)
         if self.verdict_due is not None and self.verdict_due.done():
@@ -296,13 +332,13 @@ class _Race:
         """Cancel the victims (or at the commit point, all but the leaders) and yield them as
         pruned; start the candidates the verdict draws."""
         self.verdict_due = None
-        at, group = self.judged
-        self.progress.advance(group)
+        at, snapshot = self.judged
+        self.progress.advance(set(snapshot))
         if self.committing:
             victims = set() if verdict is None else {self.tasks[t] for t in self.running} - set(verdict[0])
         else:
             victims = set(verdict.victims)
-            self._start(verdict.draw)
+            self._start([None] * verdict.draw + [snapshot[j] for j in verdict.branch_from])
             if verdict.draw or verdict.unsampled:
                 metrics.ADAPTIVE_N.labels("drawn").inc(verdict.draw)
                 metrics.ADAPTIVE_N.labels("unsampled").inc(verdict.unsampled)
@@ -318,12 +354,16 @@ class _Race:
             self.progress.follow({self.tasks[t] for t in self.running})
         return events
 
-    def _start(self, count: int) -> None:
-        """Start `count` more candidates, numbered on from those started."""
-        if count and self.draw is None:
+    def _start(self, prefixes: list[tuple[str, int] | None]) -> None:
+        """Start more candidates, numbered on from those started: fresh ones (None) or
+        branches continuing a (text, tokens) snapshot."""
+        if prefixes and self.draw is None:
             raise RuntimeError("the judge drew candidates, but this race cannot start more")
-        for i in range(len(self.tasks), len(self.tasks) + count):
-            task = asyncio.ensure_future(self.draw(i))
+        for prefix in prefixes:
+            i = len(self.tasks)
+            if prefix is not None:
+                self.progress.branch(i, *prefix)
+            task = asyncio.ensure_future(self.draw(i) if prefix is None else self.draw(i, prefix))
             self.tasks[task] = i
             self.running.add(task)
 

@@ -130,6 +130,15 @@ class VLLMGenerator(RacingGenerator):
         engine_options, banned = self._engine_options(sampling)
         return Prepared(prompt, sampling, len(ids), EngineRequest(tuple(ids), uuid.uuid4().hex, engine_options, banned))
 
+    async def continuing(self, request: Prepared, text: str, tokens: int) -> Prepared:
+        """The prompt's tokens and the prefix's, as one prompt: with prefix caching the
+        shared part is not computed again. The prefix is re-encoded from its text, which
+        may split a word differently from how it was sampled; the model reads it the same."""
+        engine = request.engine
+        ids = engine.token_ids + tuple(self.tokenizer.encode(text, add_special_tokens=False))
+        sampling = replace(request.sampling, max_tokens=max(1, request.sampling.max_tokens - tokens))
+        return replace(request, sampling=sampling, engine=engine._replace(token_ids=ids))
+
     async def candidate(self, request: Prepared, i: int, progress: Progress) -> Candidate:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt

@@ -223,3 +223,63 @@ def test_reranking_says_what_was_spent_and_why():
     assert agreed.json()["reranking"]["candidates_generated"] == 2
     whole = client.post("/v1/completions", json=body | {"pruning": False}).json()["reranking"]
     assert whole.get("first_wave") is None and whole["pruned_at"] == {} and whole["candidates_generated"] == 4
+
+
+# --- branching ---------------------------------------------------------------------------
+
+
+def test_the_branch_rule_keeps_the_leaders_and_continues_their_text_with_new_candidates():
+    from service.pruning import Branching
+
+    pruning = PruningPlan((2,), None, 1, "fake", branch=Branching(at=2, leaders=1, per_leader=2))
+    gen, result = select(pruning)
+    # At two words "longest beginning" (candidate 3) leads; the other three go there.
+    assert sorted(c.index for c in result.candidates if c.pruned) == [0, 1, 2]
+    branches = [c for c in result.candidates if c.branched]
+    assert [c.index for c in branches] == [4, 5] and result.candidates_generated == 6
+    # Each branch is the leader's two words and then its own: candidate 4 goes on as TEXTS[0] does.
+    assert branches[0].text == "longest beginning " + " ".join(TEXTS[0].split()[2:])
+    assert branches[0].completion_tokens == len(TEXTS[0].split()) - 2  # only what it generated
+    assert result.chosen[0].candidate.index == 4  # the longest text: a branch won
+
+
+def test_a_branch_plan_needs_its_checkpoint_and_a_generator_that_can_branch():
+    from service.config import OpenAIGeneratorConfig
+    from service.generator.openai import OpenAIGenerator
+    from service.pruning import Branching
+
+    with pytest.raises(ValueError, match="branch.at"):
+        PruningPlan((2, 4), None, 1, "fake", branch=Branching(at=2))
+    assert generator().can_branch
+    server = OpenAIGenerator(OpenAIGeneratorConfig(url="http://127.0.0.1:9", served_model_name="m"))
+    assert not server.can_branch
+    with pytest.raises(BadRequest) as err:
+        server.judging(PROMPT, 4, PruningPlan((2,), None, 1, "fake", branch=Branching(at=2)), None)
+    assert err.value.param == "pruning.rule"
+
+
+def test_the_branch_rule_is_asked_for_configured_and_not_for_streams():
+    branching = CONFIDENT | {"branch_rule": {"at": 2, "leaders": 1, "per_leader": 3}}
+    plan = planned(branching, pruning={"rule": "branch"})
+    assert plan.branch.leaders == 1 and plan.branch.per_leader == 3 and plan.checkpoints == (2,)
+    assert planned(branching).branch is None  # only when asked
+    for config, body in ((CONFIDENT, {}), (branching, {"stream": True})):
+        with pytest.raises(BadRequest) as err:
+            planned(config, pruning={"rule": "branch"}, **body)
+        assert err.value.param == "pruning.rule"
+
+
+def test_reranking_counts_the_branches_and_usage_what_they_generated():
+    from tests.api_client import make_client
+
+    texts = ["a b" + TEN, "longer start" + TEN, "c d" + TEN, "longest beginning" + TEN]
+    client = make_client(texts=texts, generator={"seconds_per_token": 0.01},
+                         pruning={"branch_rule": {"at": 2, "leaders": 1, "per_leader": 2}})
+    body = {"model": "fake-model", "prompt": "Say something.", "best_of": 4, "return_candidates": True,
+            "pruning": {"rule": "branch"}}
+    answer = client.post("/v1/completions", json=body).json()
+    reranking = answer["reranking"]
+    assert reranking["candidates_branched"] == 2 and reranking["candidates_generated"] == 6
+    assert reranking["pruned_at"] == {"2": 3}
+    # Three pruned at about two words, the leader's ten, and each branch's own eight words.
+    assert 3 * 2 + 10 + 2 * 8 <= answer["usage"]["completion_tokens"] <= 3 * 3 + 10 + 2 * 8
