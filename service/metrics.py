@@ -66,6 +66,9 @@ SCORER_BATCH_SIZE = Histogram(
 CANDIDATES_PRUNED = Counter(
     "prune_candidates_pruned", "Candidates aborted at a pruning checkpoint for scoring low on their partial text."
 )
+CANDIDATES_BRANCHED = Counter(
+    "prune_candidates_branched", "Candidates started from a leader's text so far (the branch rule)."
+)
 ADAPTIVE_N = Counter(
     "prune_adaptive_n_candidates", "Adaptive N: candidates of best_of past the first wave, by what became of them: "
     "drawn (the first wave's rewards spread) or unsampled (they agreed).", ["outcome"],

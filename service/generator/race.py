@@ -363,6 +363,7 @@ class _Race:
             i = len(self.tasks)
             if prefix is not None:
                 self.progress.branch(i, *prefix)
+                metrics.CANDIDATES_BRANCHED.inc()
             task = asyncio.ensure_future(self.draw(i) if prefix is None else self.draw(i, prefix))
             self.tasks[task] = i
             self.running.add(task)

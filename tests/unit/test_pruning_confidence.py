@@ -270,14 +270,16 @@ def test_the_branch_rule_is_asked_for_configured_and_not_for_streams():
 
 
 def test_reranking_counts_the_branches_and_usage_what_they_generated():
-    from tests.api_client import make_client
+    from tests.api_client import make_client, metric
 
     texts = ["a b" + TEN, "longer start" + TEN, "c d" + TEN, "longest beginning" + TEN]
     client = make_client(texts=texts, generator={"seconds_per_token": 0.01},
                          pruning={"branch_rule": {"at": 2, "leaders": 1, "per_leader": 2}})
     body = {"model": "fake-model", "prompt": "Say something.", "best_of": 4, "return_candidates": True,
             "pruning": {"rule": "branch"}}
+    before = metric(client, "prune_candidates_branched_total") or 0
     answer = client.post("/v1/completions", json=body).json()
+    assert metric(client, "prune_candidates_branched_total") == before + 2
     reranking = answer["reranking"]
     assert reranking["candidates_branched"] == 2 and reranking["candidates_generated"] == 6
     assert reranking["pruned_at"] == {"2": 3}
