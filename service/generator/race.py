@@ -4,7 +4,9 @@
 prepared once (checks, token ids), then each candidate runs as its own coroutine
 (`candidate`, the one thing an engine writes), reporting its text to `Progress` as
 it grows. `race_deadline` yields the candidates as they finish, prunes at the
-checkpoints, commits a stream to its leaders, and cuts everything at the deadline.
+checkpoints (starting the candidates a verdict draws, and branches that continue a
+leader's text: engines that can write `continuing`), commits a stream to its
+leaders, and cuts everything at the deadline.
 """
 
 from __future__ import annotations
@@ -233,8 +235,9 @@ async def race_deadline(
     pruned partials; when the verdict draws more candidates, `draw(i)` starts
     candidate i (numbered on from the first runs), judged from the first checkpoint
     on; when it branches, `draw(i, (text, tokens))` starts one continuing a
-    leader's snapshot, judged from the next checkpoint on. With `judging.commit`, at its checkpoint the leaders are chosen, the
-    rest cancelled and yielded as pruned partials, `Committed` is yielded, and
+    leader's snapshot, judged from the next checkpoint on. With `judging.commit`,
+    at its checkpoint the leaders are chosen, the rest cancelled and yielded as
+    pruned partials, `Committed` is yielded, and
     from then on the running leaders' new text as `Delta`s (no more than `leaders`
     candidates: committed at once). At the deadline the unfinished ones are
     cancelled and yielded as partials. Cancelling a run must abort its engine
