@@ -59,6 +59,8 @@ class FakeGenerator(RacingGenerator):
             raise BadRequest("prompt plus max_tokens exceeds the model's context", param="max_tokens")
         return Prepared(prompt, sampling, prompt_tokens)
 
+    can_branch = True
+
     async def continuing(self, request: Prepared, text: str, tokens: int) -> Prepared:
         """A branch says the words of its own text that come after the prefix's `tokens` words."""
         sampling = replace(request.sampling, max_tokens=max(1, request.sampling.max_tokens - tokens))

@@ -40,6 +40,8 @@ class Prepared:
 class RacingGenerator(Generator):
     """A Generator whose candidates each run as one coroutine, raced by `race_deadline`."""
 
+    can_branch = False  # whether `continuing` starts a candidate from another's text (the branch rule)
+
     async def generate(
         self, prompt: Prompt, sampling: SamplingSpec, n: int, deadline: Deadline,
         pruning: PruningPlan | None = None, commit: CommitPlan | None = None,
@@ -67,13 +69,9 @@ class RacingGenerator(Generator):
     async def continuing(self, request: Prepared, text: str, tokens: int) -> Prepared:
         """The request as a branch takes it: sampling on from `text` (another candidate's
         first `tokens` tokens) instead of from the prompt alone; the candidate then reports
-        and returns only what it adds. An engine that cannot leaves this as it is
-        (`can_branch` is then false, and a plan that branches is a 400)."""
-        raise NotImplementedError
-
-    @property
-    def can_branch(self) -> bool:
-        return type(self).continuing is not RacingGenerator.continuing
+        and returns only what it adds. Engines that can set `can_branch` and write this;
+        the others refuse a plan that branches (400)."""
+        raise cannot_branch()
 
     @abstractmethod
     async def candidate(self, request: Prepared, i: int, progress: Progress) -> Candidate:
@@ -84,12 +82,16 @@ class RacingGenerator(Generator):
     def judging(self, prompt: Prompt, n: int, pruning: PruningPlan | None, commit: CommitPlan | None) -> Judging:
         """The checkpoints and judges of a request's candidates, for `race_deadline`."""
         if pruning is not None and pruning.branch is not None and not self.can_branch:
-            raise BadRequest("this generator cannot branch (continue a candidate's text): pruning rule branch",
-                             param="pruning.rule")
+            raise cannot_branch()
         choose = pruning.chooser(self.judge, prompt, n) if pruning else None
         # With no more candidates than leaders nothing is judged (no judge needed).
         leaders = None if commit is None or n <= commit.leaders else commit.chooser(self.judge, prompt)
         return Judging(schedule(pruning, commit), choose, None if commit is None else (commit, leaders))
+
+
+def cannot_branch() -> BadRequest:
+    return BadRequest("this generator cannot branch (continue a candidate's text): pruning rule branch",
+                      param="pruning.rule")
 
 
 class Progress:

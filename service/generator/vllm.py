@@ -130,6 +130,8 @@ class VLLMGenerator(RacingGenerator):
         engine_options, banned = self._engine_options(sampling)
         return Prepared(prompt, sampling, len(ids), EngineRequest(tuple(ids), uuid.uuid4().hex, engine_options, banned))
 
+    can_branch = True
+
     async def continuing(self, request: Prepared, text: str, tokens: int) -> Prepared:
         """The prompt's tokens and the prefix's, as one prompt: with prefix caching the
         shared part is not computed again. The prefix is re-encoded from its text, which
